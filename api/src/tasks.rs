@@ -1,0 +1,259 @@
+//! Tasks: runs of a task definition in a cluster.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::{ClusterId, HostId, Tags, TaskDefinitionId, TaskId};
+
+/// Where a task is in its life. Tasks only move forward through this list
+/// (a task may skip states, for example PROVISIONING -> STOPPED when it is
+/// stopped before it was placed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    /// Accepted, not yet placed on a host.
+    Provisioning,
+    /// Placed; the host's agent is preparing it (pulling images, creating containers).
+    Pending,
+    Running,
+    /// Asked to stop; containers are being stopped.
+    Stopping,
+    Stopped,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] =
+        [TaskStatus::Provisioning, TaskStatus::Pending, TaskStatus::Running, TaskStatus::Stopping, TaskStatus::Stopped];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Stopping => "STOPPING",
+            TaskStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// What the control plane wants a task to be. Only RUNNING and STOPPED are used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DesiredStatus {
+    Running,
+    Stopped,
+}
+
+impl DesiredStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DesiredStatus::Running => "RUNNING",
+            DesiredStatus::Stopped => "STOPPED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "RUNNING" => Some(DesiredStatus::Running),
+            "STOPPED" => Some(DesiredStatus::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// Why a task stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum StopCode {
+    TaskFailedToStart,
+    EssentialContainerExited,
+    UserInitiated,
+    ServiceSchedulerInitiated,
+    HostLost,
+    HostDrained,
+    QuotaExceeded,
+}
+
+impl StopCode {
+    pub const ALL: [StopCode; 7] = [
+        StopCode::TaskFailedToStart,
+        StopCode::EssentialContainerExited,
+        StopCode::UserInitiated,
+        StopCode::ServiceSchedulerInitiated,
+        StopCode::HostLost,
+        StopCode::HostDrained,
+        StopCode::QuotaExceeded,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopCode::TaskFailedToStart => "TaskFailedToStart",
+            StopCode::EssentialContainerExited => "EssentialContainerExited",
+            StopCode::UserInitiated => "UserInitiated",
+            StopCode::ServiceSchedulerInitiated => "ServiceSchedulerInitiated",
+            StopCode::HostLost => "HostLost",
+            StopCode::HostDrained => "HostDrained",
+            StopCode::QuotaExceeded => "QuotaExceeded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// The observed state of one container of a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ContainerState {
+    pub name: String,
+    pub image: String,
+    pub last_status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Per-container changes applied to one run of a task definition.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerOverride {
+    /// The container definition's name.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Merged over the definition's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskOverrides {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub container_overrides: Vec<ContainerOverride>,
+}
+
+impl TaskOverrides {
+    pub fn is_empty(&self) -> bool {
+        self.container_overrides.is_empty()
+    }
+}
+
+/// The body of `POST /v1/clusters/{cluster}/tasks`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunTaskRequest {
+    /// `family` (latest ACTIVE revision) or `family:revision`.
+    pub task_definition: String,
+    /// How many tasks to start, 1 to 10 (default 1).
+    #[serde(default = "default_count")]
+    pub count: u32,
+    #[serde(default, skip_serializing_if = "TaskOverrides::is_empty")]
+    pub overrides: TaskOverrides,
+    /// Free text (up to 128 characters) to find the tasks again, for example a job name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    #[serde(default)]
+    pub tags: Tags,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+}
+
+fn default_count() -> u32 {
+    1
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    pub id: TaskId,
+    pub cluster_id: ClusterId,
+    pub cluster: String,
+    pub task_definition_id: TaskDefinitionId,
+    /// `family:revision`.
+    pub task_definition: String,
+    pub desired_status: DesiredStatus,
+    pub last_status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<HostId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    pub containers: Vec<ContainerState>,
+    #[serde(default, skip_serializing_if = "TaskOverrides::is_empty")]
+    pub overrides: TaskOverrides,
+    /// CPU units the task reserves.
+    pub cpu: u32,
+    /// Memory in MiB the task reserves.
+    pub memory: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<StopCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    pub tags: Tags,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub pending_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub running_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub stopping_at: Option<OffsetDateTime>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<OffsetDateTime>,
+    pub version: i64,
+}
+
+/// A task that could not be started, as in ECS's `failures[]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Failure {
+    /// For example `RESOURCE:MEMORY` or `QUOTA:running_tasks`.
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunTaskResponse {
+    pub tasks: Vec<Task>,
+    pub failures: Vec<Failure>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopTaskRequest {
+    /// Shown as the task's `stopped_reason` (up to 255 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ListTasksResponse {
+    pub tasks: Vec<Task>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+/// Filters of `GET /v1/clusters/{cluster}/tasks`, on top of paging.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTasksQuery {
+    pub desired_status: Option<DesiredStatus>,
+    pub last_status: Option<TaskStatus>,
+    /// Only tasks of this task-definition family.
+    pub family: Option<String>,
+    pub host_id: Option<HostId>,
+    pub started_by: Option<String>,
+    pub limit: Option<u32>,
+    pub next_token: Option<String>,
+}
