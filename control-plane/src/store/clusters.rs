@@ -1,0 +1,142 @@
+//! Clusters.
+
+use berth_api::{ClusterId, Tags};
+use sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
+use sqlx::FromRow;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::schema::Clusters;
+use super::{AccountScope, StoreResult, Tx};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct ClusterRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub name: String,
+    pub status: String,
+    pub tags: Json<Tags>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub version: i64,
+    /// Tasks of the cluster that are not STOPPED.
+    pub active_tasks_count: i64,
+}
+
+impl ClusterRow {
+    pub fn cluster_id(&self) -> ClusterId {
+        ClusterId(self.id)
+    }
+}
+
+pub struct NewCluster<'a> {
+    pub id: ClusterId,
+    pub name: &'a str,
+    pub tags: &'a Tags,
+    pub now: OffsetDateTime,
+}
+
+const COLUMNS: [Clusters; 8] = [
+    Clusters::Id,
+    Clusters::AccountId,
+    Clusters::Name,
+    Clusters::Status,
+    Clusters::Tags,
+    Clusters::CreatedAt,
+    Clusters::UpdatedAt,
+    Clusters::Version,
+];
+
+/// Selects clusters with their active task count, limited to the scope.
+fn select(scope: AccountScope) -> SelectStatement {
+    Query::select()
+        .columns(COLUMNS)
+        .expr_as(
+            Expr::cust(
+                "(SELECT COUNT(*) FROM tasks WHERE tasks.cluster_id = clusters.id \
+                 AND tasks.account_id = clusters.account_id AND tasks.last_status <> 'STOPPED')",
+            ),
+            Alias::new("active_tasks_count"),
+        )
+        .from(Clusters::Table)
+        .and_where(Expr::col(Clusters::AccountId).eq(scope.uuid()))
+        .to_owned()
+}
+
+pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewCluster<'_>) -> StoreResult<ClusterRow> {
+    let stmt = Query::insert()
+        .into_table(Clusters::Table)
+        .columns(COLUMNS)
+        .values_panic([
+            new.id.0.into(),
+            scope.uuid().into(),
+            new.name.into(),
+            "ACTIVE".into(),
+            serde_json::to_value(new.tags).unwrap_or_default().into(),
+            new.now.into(),
+            new.now.into(),
+            1i64.into(),
+        ])
+        .to_owned();
+    tx.execute(&stmt).await?;
+    get_by_id(tx, scope, new.id).await?.ok_or_else(|| super::StoreError::Corrupt("inserted cluster not found".into()))
+}
+
+pub async fn get_by_id(tx: &mut Tx, scope: AccountScope, id: ClusterId) -> StoreResult<Option<ClusterRow>> {
+    let stmt = select(scope).and_where(Expr::col(Clusters::Id).eq(id.0)).to_owned();
+    tx.fetch_optional(&stmt).await
+}
+
+pub async fn get_by_name(tx: &mut Tx, scope: AccountScope, name: &str) -> StoreResult<Option<ClusterRow>> {
+    let stmt = select(scope).and_where(Expr::col(Clusters::Name).eq(name)).to_owned();
+    tx.fetch_optional(&stmt).await
+}
+
+/// Clusters in id (creation) order, after `after` when given.
+pub async fn list(
+    tx: &mut Tx,
+    scope: AccountScope,
+    after: Option<ClusterId>,
+    limit: u64,
+) -> StoreResult<Vec<ClusterRow>> {
+    let mut stmt = select(scope);
+    if let Some(after) = after {
+        stmt.and_where(Expr::col(Clusters::Id).gt(after.0));
+    }
+    stmt.order_by(Clusters::Id, Order::Asc).limit(limit);
+    tx.fetch_all(&stmt).await
+}
+
+/// Replaces the tags when the version matches. Returns false when no row
+/// matched (missing, or another version).
+pub async fn update_tags(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: ClusterId,
+    expected_version: i64,
+    tags: &Tags,
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
+    let stmt = Query::update()
+        .table(Clusters::Table)
+        .value(Clusters::Tags, serde_json::to_value(tags).unwrap_or_default())
+        .value(Clusters::UpdatedAt, now)
+        .value(Clusters::Version, Expr::col(Clusters::Version).add(1))
+        .and_where(Expr::col(Clusters::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Clusters::Id).eq(id.0))
+        .and_where(Expr::col(Clusters::Version).eq(expected_version))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// Deletes the cluster (and, by cascade, its stopped tasks) when the version matches.
+pub async fn delete(tx: &mut Tx, scope: AccountScope, id: ClusterId, expected_version: i64) -> StoreResult<bool> {
+    let stmt = Query::delete()
+        .from_table(Clusters::Table)
+        .and_where(Expr::col(Clusters::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Clusters::Id).eq(id.0))
+        .and_where(Expr::col(Clusters::Version).eq(expected_version))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
+}

@@ -1,0 +1,86 @@
+//! Versioned migrations, embedded in the binary and applied at start-up.
+//!
+//! The two dialects differ too much for one folder (see
+//! `migrations/README.md`), so each backend has its own folder with the same
+//! version list; a test keeps the lists and the folders in step.
+
+use std::borrow::Cow;
+
+use sqlx::AssertSqlSafe;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+use super::{Backend, Db, StoreError, StoreResult};
+
+/// (version, description, PostgreSQL SQL, SQLite SQL).
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "foundation",
+    include_str!("../../../migrations/postgres/0001_foundation.sql"),
+    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+)];
+
+/// The newest schema version this build knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.iter().map(|m| m.0).max().unwrap_or(0)
+}
+
+pub fn migrator(backend: Backend) -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(version, description, pg, sqlite)| {
+            let sql = match backend {
+                Backend::Postgres => *pg,
+                Backend::Sqlite => *sqlite,
+            };
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                AssertSqlSafe(sql).into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Applies every migration this build knows that the database lacks. Refuses
+/// a database whose schema is newer than this build: running old code on a
+/// new schema could silently drop data the new code relies on.
+pub async fn run(db: &Db) -> StoreResult<()> {
+    if let Some(found) = applied_version(db).await? {
+        let known = latest_version();
+        if found > known {
+            return Err(StoreError::SchemaTooNew { found, known });
+        }
+    }
+    let migrator = migrator(db.backend());
+    match db {
+        Db::Postgres(p) => migrator.run(p).await?,
+        Db::Sqlite(p) => migrator.run(p).await?,
+    }
+    Ok(())
+}
+
+/// The newest applied migration, or None on an empty database.
+pub async fn applied_version(db: &Db) -> StoreResult<Option<i64>> {
+    let exists_sql = match db.backend() {
+        Backend::Postgres => {
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = '_sqlx_migrations' AND table_schema = current_schema()"
+        }
+        Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    };
+    let version_sql = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+    Ok(match db {
+        Db::Postgres(p) => {
+            let n: i64 = sqlx::query_scalar(exists_sql).fetch_one(p).await?;
+            if n == 0 { None } else { sqlx::query_scalar::<_, Option<i64>>(version_sql).fetch_one(p).await? }
+        }
+        Db::Sqlite(p) => {
+            let n: i64 = sqlx::query_scalar(exists_sql).fetch_one(p).await?;
+            if n == 0 { None } else { sqlx::query_scalar::<_, Option<i64>>(version_sql).fetch_one(p).await? }
+        }
+    })
+}
+
+use sqlx::SqlSafeStr as _;

@@ -1,0 +1,299 @@
+//! The store: every read and write of durable state goes through here.
+//!
+//! One query layer serves PostgreSQL (production) and SQLite (the embedded
+//! default): statements are built once with sea-query, rendered by the
+//! backend's query builder, and run with sqlx. Rows decode into the same Rust
+//! types on both backends.
+//!
+//! Every function that touches tenant data takes an [`AccountScope`] and a
+//! transaction, so a query cannot forget whose rows it may see.
+
+pub mod accounts;
+pub mod clusters;
+pub mod events;
+pub mod idempotency;
+pub mod migrate;
+pub mod schema;
+pub mod task_definitions;
+pub mod tasks;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use berth_api::AccountId;
+use sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+use sea_query_sqlx::SqlxBinder;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, FromRow, PgPool, Postgres, Sqlite, SqlitePool};
+use time::OffsetDateTime;
+
+/// Errors of the store layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or has no free connection.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A unique constraint refused the write.
+    #[error("unique constraint violated: {0}")]
+    UniqueViolation(String),
+    /// A stored value could not be read back (a bug or a hand-edited row).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    #[error(
+        "the database schema is at version {found}, newer than this build knows (up to {known}); upgrade Berth before connecting it to this database"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(e)
+            }
+            sqlx::Error::Database(ref db) if db.is_unique_violation() => {
+                StoreError::UniqueViolation(db.message().to_string())
+            }
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+                StoreError::Corrupt(e.to_string())
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The account whose rows a store call may read and write. Constructed only
+/// from an authenticated principal (or by the operator's own code paths).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AccountScope(AccountId);
+
+impl AccountScope {
+    pub fn new(account: AccountId) -> Self {
+        Self(account)
+    }
+    pub fn account_id(&self) -> AccountId {
+        self.0
+    }
+    pub(crate) fn uuid(&self) -> uuid::Uuid {
+        self.0.0
+    }
+}
+
+/// Which database a [`Db`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// A connection pool to one of the two supported databases.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Pool settings.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+impl Db {
+    /// Connects to `postgres://...` or `sqlite://path` (created if missing).
+    pub async fn connect(url: &str, opts: &PoolOptions) -> StoreResult<Db> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl(e.to_string()))?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // WAL + NORMAL is durable against process crashes; FULL also
+                // survives power loss at the cost of an fsync per commit.
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.min(8))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(connect)
+                .await?;
+            Ok(Db::Sqlite(pool))
+        } else {
+            Err(StoreError::InvalidUrl(format!("{url:?}: expected postgres://... or sqlite://path")))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Postgres(_) => Backend::Postgres,
+            Db::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// once (`BEGIN IMMEDIATE`), so two writers queue instead of one failing
+    /// with SQLITE_BUSY when it tries to upgrade a read lock.
+    pub async fn begin_write(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    /// A transaction that only reads (a consistent snapshot on both backends).
+    pub async fn begin_read(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
+        })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> StoreResult<()> {
+        match self {
+            Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Db::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+        }
+        .map_err(StoreError::from)
+    }
+
+    /// (connections open, idle connections, maximum).
+    pub fn pool_stats(&self) -> (u32, u32, u32) {
+        match self {
+            Db::Postgres(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
+            Db::Sqlite(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+/// A row type that decodes on both backends.
+pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
+
+/// An open transaction on either backend. Dropping it rolls back.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Postgres(_) => Backend::Postgres,
+            Tx::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Runs a statement; returns the number of rows it affected.
+    pub async fn execute<S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<u64> {
+        Ok(match self {
+            Tx::Postgres(tx) => {
+                let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_with(AssertSqlSafe(sql), values).execute(&mut **tx).await?.rows_affected()
+            }
+            Tx::Sqlite(tx) => {
+                let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_with(AssertSqlSafe(sql), values).execute(&mut **tx).await?.rows_affected()
+            }
+        })
+    }
+
+    pub async fn fetch_optional<T: Row, S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<Option<T>> {
+        Ok(match self {
+            Tx::Postgres(tx) => {
+                let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_optional(&mut **tx).await?
+            }
+            Tx::Sqlite(tx) => {
+                let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_optional(&mut **tx).await?
+            }
+        })
+    }
+
+    pub async fn fetch_one<T: Row, S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<T> {
+        self.fetch_optional(stmt).await?.ok_or_else(|| StoreError::Corrupt("statement returned no row".into()))
+    }
+
+    pub async fn fetch_all<T: Row, S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<Vec<T>> {
+        Ok(match self {
+            Tx::Postgres(tx) => {
+                let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(&mut **tx).await?
+            }
+            Tx::Sqlite(tx) => {
+                let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(&mut **tx).await?
+            }
+        })
+    }
+
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> StoreResult<()> {
+        match self {
+            Tx::Postgres(tx) => tx.rollback().await?,
+            Tx::Sqlite(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// The current time, truncated to microseconds: PostgreSQL keeps no more, so
+/// a value reads back equal on both backends.
+pub fn now() -> OffsetDateTime {
+    let t = OffsetDateTime::now_utc();
+    let micros = t.microsecond();
+    t.replace_microsecond(micros).unwrap_or(t)
+}
+
+/// Decodes a stored enum-like text column.
+pub(crate) fn parse_column<T>(value: &str, column: &str, parse: impl Fn(&str) -> Option<T>) -> StoreResult<T> {
+    parse(value).ok_or_else(|| StoreError::Corrupt(format!("{column} holds unknown value {value:?}")))
+}

@@ -1,0 +1,278 @@
+//! Tasks.
+
+use berth_api::tasks::{ContainerState, DesiredStatus, StopCode, TaskOverrides, TaskStatus};
+use berth_api::{ClusterId, HostId, Tags, TaskDefinitionId, TaskId};
+use sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use sqlx::FromRow;
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::schema::Tasks;
+use super::{AccountScope, StoreError, StoreResult, Tx};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub cluster_id: Uuid,
+    pub cluster_name: String,
+    pub task_definition_id: Uuid,
+    pub family: String,
+    pub revision: i64,
+    pub desired_status: String,
+    pub last_status: String,
+    pub host_id: Option<Uuid>,
+    pub started_by: Option<String>,
+    pub overrides: Json<TaskOverrides>,
+    pub containers: Json<Vec<ContainerState>>,
+    pub cpu: i64,
+    pub memory: i64,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub tags: Json<Tags>,
+    pub created_at: OffsetDateTime,
+    pub pending_at: Option<OffsetDateTime>,
+    pub running_at: Option<OffsetDateTime>,
+    pub stopping_at: Option<OffsetDateTime>,
+    pub stopped_at: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+    pub version: i64,
+}
+
+impl TaskRow {
+    pub fn task_id(&self) -> TaskId {
+        TaskId(self.id)
+    }
+    pub fn last_status(&self) -> StoreResult<TaskStatus> {
+        super::parse_column(&self.last_status, "tasks.last_status", TaskStatus::parse)
+    }
+    pub fn desired_status(&self) -> StoreResult<DesiredStatus> {
+        super::parse_column(&self.desired_status, "tasks.desired_status", DesiredStatus::parse)
+    }
+    pub fn stop_code(&self) -> StoreResult<Option<StopCode>> {
+        self.stop_code.as_deref().map(|s| super::parse_column(s, "tasks.stop_code", StopCode::parse)).transpose()
+    }
+}
+
+pub struct NewTask<'a> {
+    pub id: TaskId,
+    pub cluster_id: ClusterId,
+    pub task_definition_id: TaskDefinitionId,
+    pub family: &'a str,
+    pub revision: i64,
+    pub started_by: Option<&'a str>,
+    pub overrides: &'a TaskOverrides,
+    pub containers: &'a [ContainerState],
+    pub cpu: u32,
+    pub memory: u32,
+    pub tags: &'a Tags,
+    pub now: OffsetDateTime,
+}
+
+fn select(scope: AccountScope) -> SelectStatement {
+    Query::select()
+        .columns([
+            Tasks::Id,
+            Tasks::AccountId,
+            Tasks::ClusterId,
+            Tasks::TaskDefinitionId,
+            Tasks::Family,
+            Tasks::Revision,
+            Tasks::DesiredStatus,
+            Tasks::LastStatus,
+            Tasks::HostId,
+            Tasks::StartedBy,
+            Tasks::Overrides,
+            Tasks::Containers,
+            Tasks::Cpu,
+            Tasks::Memory,
+            Tasks::StopCode,
+            Tasks::StoppedReason,
+            Tasks::Tags,
+            Tasks::CreatedAt,
+            Tasks::PendingAt,
+            Tasks::RunningAt,
+            Tasks::StoppingAt,
+            Tasks::StoppedAt,
+            Tasks::UpdatedAt,
+            Tasks::Version,
+        ])
+        .expr_as(
+            Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
+            Alias::new("cluster_name"),
+        )
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .to_owned()
+}
+
+fn json<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> StoreResult<()> {
+    let stmt = Query::insert()
+        .into_table(Tasks::Table)
+        .columns([
+            Tasks::Id,
+            Tasks::AccountId,
+            Tasks::ClusterId,
+            Tasks::TaskDefinitionId,
+            Tasks::Family,
+            Tasks::Revision,
+            Tasks::DesiredStatus,
+            Tasks::LastStatus,
+            Tasks::StartedBy,
+            Tasks::Overrides,
+            Tasks::Containers,
+            Tasks::Cpu,
+            Tasks::Memory,
+            Tasks::Tags,
+            Tasks::CreatedAt,
+            Tasks::UpdatedAt,
+            Tasks::Version,
+        ])
+        .values_panic([
+            new.id.0.into(),
+            scope.uuid().into(),
+            new.cluster_id.0.into(),
+            new.task_definition_id.0.into(),
+            new.family.into(),
+            new.revision.into(),
+            DesiredStatus::Running.as_str().into(),
+            TaskStatus::Provisioning.as_str().into(),
+            new.started_by.map(str::to_owned).into(),
+            json(new.overrides)?.into(),
+            json(&new.containers)?.into(),
+            i64::from(new.cpu).into(),
+            i64::from(new.memory).into(),
+            json(new.tags)?.into(),
+            new.now.into(),
+            new.now.into(),
+            1i64.into(),
+        ])
+        .to_owned();
+    tx.execute(&stmt).await?;
+    Ok(())
+}
+
+pub async fn get(tx: &mut Tx, scope: AccountScope, cluster: ClusterId, id: TaskId) -> StoreResult<Option<TaskRow>> {
+    let stmt = select(scope)
+        .and_where(Expr::col(Tasks::ClusterId).eq(cluster.0))
+        .and_where(Expr::col(Tasks::Id).eq(id.0))
+        .to_owned();
+    tx.fetch_optional(&stmt).await
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TaskFilter<'a> {
+    pub desired_status: Option<DesiredStatus>,
+    pub last_status: Option<TaskStatus>,
+    pub family: Option<&'a str>,
+    pub host_id: Option<HostId>,
+    pub started_by: Option<&'a str>,
+}
+
+/// Tasks of a cluster in id (creation) order, after `after` when given.
+pub async fn list(
+    tx: &mut Tx,
+    scope: AccountScope,
+    cluster: ClusterId,
+    filter: &TaskFilter<'_>,
+    after: Option<TaskId>,
+    limit: u64,
+) -> StoreResult<Vec<TaskRow>> {
+    let mut stmt = select(scope).and_where(Expr::col(Tasks::ClusterId).eq(cluster.0)).to_owned();
+    if let Some(s) = filter.desired_status {
+        stmt.and_where(Expr::col(Tasks::DesiredStatus).eq(s.as_str()));
+    }
+    if let Some(s) = filter.last_status {
+        stmt.and_where(Expr::col(Tasks::LastStatus).eq(s.as_str()));
+    }
+    if let Some(f) = filter.family {
+        stmt.and_where(Expr::col(Tasks::Family).eq(f));
+    }
+    if let Some(h) = filter.host_id {
+        stmt.and_where(Expr::col(Tasks::HostId).eq(h.0));
+    }
+    if let Some(s) = filter.started_by {
+        stmt.and_where(Expr::col(Tasks::StartedBy).eq(s));
+    }
+    if let Some(after) = after {
+        stmt.and_where(Expr::col(Tasks::Id).gt(after.0));
+    }
+    stmt.order_by(Tasks::Id, Order::Asc).limit(limit);
+    tx.fetch_all(&stmt).await
+}
+
+/// Counts tasks that are not STOPPED and whose `column` equals `value`.
+async fn count_active_where(tx: &mut Tx, scope: AccountScope, column: Tasks, value: Uuid) -> StoreResult<i64> {
+    #[derive(FromRow)]
+    struct Count {
+        n: i64,
+    }
+    let stmt = Query::select()
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(column).eq(value))
+        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        .to_owned();
+    Ok(tx.fetch_one::<Count, _>(&stmt).await?.n)
+}
+
+/// Tasks of the cluster that are not STOPPED.
+pub async fn count_active_in_cluster(tx: &mut Tx, scope: AccountScope, cluster: ClusterId) -> StoreResult<i64> {
+    count_active_where(tx, scope, Tasks::ClusterId, cluster.0).await
+}
+
+/// Tasks not STOPPED that use the given task-definition revision.
+pub async fn count_active_using_definition(tx: &mut Tx, scope: AccountScope, td: TaskDefinitionId) -> StoreResult<i64> {
+    count_active_where(tx, scope, Tasks::TaskDefinitionId, td.0).await
+}
+
+/// A change of a task's state, applied only when the stored version matches
+/// (optimistic concurrency: the caller read the row, decided, and writes back).
+pub struct StateChange<'a> {
+    pub desired_status: DesiredStatus,
+    pub last_status: TaskStatus,
+    pub containers: &'a [ContainerState],
+    pub stop_code: Option<StopCode>,
+    pub stopped_reason: Option<&'a str>,
+    pub now: OffsetDateTime,
+}
+
+pub async fn change_state(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: TaskId,
+    expected_version: i64,
+    change: StateChange<'_>,
+) -> StoreResult<bool> {
+    let mut stmt = Query::update()
+        .table(Tasks::Table)
+        .value(Tasks::DesiredStatus, change.desired_status.as_str())
+        .value(Tasks::LastStatus, change.last_status.as_str())
+        .value(Tasks::Containers, json(&change.containers)?)
+        .value(Tasks::StopCode, change.stop_code.map(|c| c.as_str().to_owned()))
+        .value(Tasks::StoppedReason, change.stopped_reason.map(str::to_owned))
+        .value(Tasks::UpdatedAt, change.now)
+        .value(Tasks::Version, Expr::col(Tasks::Version).add(1))
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::Id).eq(id.0))
+        .and_where(Expr::col(Tasks::Version).eq(expected_version))
+        .to_owned();
+    // Each state's timestamp is set once, when the task first reaches it.
+    let stamp = match change.last_status {
+        TaskStatus::Provisioning => None,
+        TaskStatus::Pending => Some(Tasks::PendingAt),
+        TaskStatus::Running => Some(Tasks::RunningAt),
+        TaskStatus::Stopping => Some(Tasks::StoppingAt),
+        TaskStatus::Stopped => Some(Tasks::StoppedAt),
+    };
+    if let Some(col) = stamp {
+        stmt.value(col, Func::coalesce([Expr::col(col), Expr::val(change.now)]));
+    }
+    Ok(tx.execute(&stmt).await? == 1)
+}
