@@ -1,0 +1,151 @@
+//! Cluster operations.
+
+use berth_api::clusters::{Cluster, ClusterStatus, CreateClusterRequest, ListClustersResponse, UpdateClusterRequest};
+use berth_api::{ClusterId, Page};
+use serde_json::json;
+
+use super::paging::{self, PageRequest};
+use super::{App, AppError, AppResult, IdempotencyRequest, Written, check_version, validate};
+use crate::auth::Principal;
+use crate::store::clusters::{ClusterRow, NewCluster};
+use crate::store::{self, AccountScope, StoreError, Tx};
+
+pub(crate) fn to_wire(row: ClusterRow) -> Cluster {
+    Cluster {
+        id: row.cluster_id(),
+        name: row.name,
+        status: ClusterStatus::Active,
+        tags: row.tags.0,
+        active_tasks_count: row.active_tasks_count,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        version: row.version,
+    }
+}
+
+/// Finds a cluster by name, or by id when the reference is one.
+pub(crate) async fn resolve(tx: &mut Tx, scope: AccountScope, reference: &str) -> AppResult<ClusterRow> {
+    let row = match reference.parse::<ClusterId>() {
+        Ok(id) => store::clusters::get_by_id(tx, scope, id).await?,
+        Err(_) => store::clusters::get_by_name(tx, scope, reference).await?,
+    };
+    row.ok_or_else(|| AppError::not_found("cluster", reference))
+}
+
+impl App {
+    pub async fn create_cluster(
+        &self,
+        principal: &Principal,
+        req: CreateClusterRequest,
+        idem: Option<&IdempotencyRequest>,
+    ) -> AppResult<Written<Cluster>> {
+        validate::name("name", &req.name)?;
+        validate::tags("tags", &req.tags)?;
+        let scope = principal.scope();
+        self.write(scope, idem, move |tx| {
+            Box::pin(async move {
+                let now = store::now();
+                let id = ClusterId::generate();
+                let new = NewCluster { id, name: &req.name, tags: &req.tags, now };
+                let row = match store::clusters::insert(tx, scope, new).await {
+                    Err(StoreError::UniqueViolation(_)) => {
+                        return Err(AppError::AlreadyExists { kind: "cluster", name: req.name.clone(), field: "name" });
+                    }
+                    other => other?,
+                };
+                store::events::append(tx, scope, "cluster.created", &id.to_string(), json!({"name": req.name}), now)
+                    .await?;
+                Ok(to_wire(row))
+            })
+        })
+        .await
+    }
+
+    pub async fn list_clusters(&self, principal: &Principal, page: &Page) -> AppResult<ListClustersResponse> {
+        let page = PageRequest::<ClusterId>::parse(page.limit, page.next_token.as_deref())?;
+        let mut tx = self.db().begin_read().await?;
+        let rows = store::clusters::list(&mut tx, principal.scope(), page.after, page.fetch_limit()).await?;
+        tx.rollback().await?;
+        let (rows, next_token) = paging::finish(rows, page.limit, ClusterRow::cluster_id);
+        Ok(ListClustersResponse { clusters: rows.into_iter().map(to_wire).collect(), next_token })
+    }
+
+    pub async fn get_cluster(&self, principal: &Principal, cluster: &str) -> AppResult<Cluster> {
+        let mut tx = self.db().begin_read().await?;
+        let row = resolve(&mut tx, principal.scope(), cluster).await?;
+        tx.rollback().await?;
+        Ok(to_wire(row))
+    }
+
+    pub async fn update_cluster(
+        &self,
+        principal: &Principal,
+        cluster: &str,
+        if_match: Option<i64>,
+        req: UpdateClusterRequest,
+        idem: Option<&IdempotencyRequest>,
+    ) -> AppResult<Written<Cluster>> {
+        if let Some(tags) = &req.tags {
+            validate::tags("tags", tags)?;
+        }
+        let scope = principal.scope();
+        let cluster = cluster.to_owned();
+        self.write(scope, idem, move |tx| {
+            Box::pin(async move {
+                let row = resolve(tx, scope, &cluster).await?;
+                check_version("cluster", if_match, row.version)?;
+                let Some(tags) = req.tags else {
+                    return Ok(to_wire(row));
+                };
+                let now = store::now();
+                if !store::clusters::update_tags(tx, scope, row.cluster_id(), row.version, &tags, now).await? {
+                    return Err(AppError::concurrent("cluster"));
+                }
+                store::events::append(tx, scope, "cluster.updated", &row.id.to_string(), json!({"tags": tags}), now)
+                    .await?;
+                let row = resolve(tx, scope, &row.id.to_string()).await?;
+                Ok(to_wire(row))
+            })
+        })
+        .await
+    }
+
+    /// Deletes a cluster that has no tasks left running (stopped tasks go with it).
+    pub async fn delete_cluster(
+        &self,
+        principal: &Principal,
+        cluster: &str,
+        if_match: Option<i64>,
+        idem: Option<&IdempotencyRequest>,
+    ) -> AppResult<Written<()>> {
+        let scope = principal.scope();
+        let cluster = cluster.to_owned();
+        self.write(scope, idem, move |tx| {
+            Box::pin(async move {
+                let row = resolve(tx, scope, &cluster).await?;
+                check_version("cluster", if_match, row.version)?;
+                let active = store::tasks::count_active_in_cluster(tx, scope, row.cluster_id()).await?;
+                if active > 0 {
+                    return Err(AppError::InUse(format!(
+                        "cluster {:?} still has {active} task(s) that are not STOPPED; stop them first",
+                        row.name
+                    )));
+                }
+                if !store::clusters::delete(tx, scope, row.cluster_id(), row.version).await? {
+                    return Err(AppError::concurrent("cluster"));
+                }
+                store::events::append(
+                    tx,
+                    scope,
+                    "cluster.deleted",
+                    &row.id.to_string(),
+                    json!({"name": row.name}),
+                    store::now(),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,73 @@
+//! Errors of the app layer: what went wrong in terms of the API's semantics.
+//! The HTTP layer maps each variant to a status and code in one place
+//! (`http::error`).
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request does not match the API's shape (bad JSON, unknown field,
+    /// bad query parameter or page token).
+    #[error("{message}")]
+    BadRequest { message: String, field: Option<String> },
+    /// A field's value is not acceptable.
+    #[error("{message}")]
+    Validation { message: String, field: String },
+    #[error("{kind} {id:?} not found")]
+    NotFound { kind: &'static str, id: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String, field: &'static str },
+    #[error("{0}")]
+    InUse(String),
+    #[error("{0}")]
+    InvalidTransition(String),
+    #[error("the idempotency key was already used with a different request")]
+    IdempotencyKeyReused,
+    #[error("If-Match: the {kind} is at version {current}, not {expected}")]
+    PreconditionFailed { kind: &'static str, expected: i64, current: i64 },
+    #[error("{message}")]
+    PayloadTooLarge { message: String, field: Option<String> },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    AccessDenied(String),
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64, limit: u32 },
+    #[error("database unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => AppError::Unavailable(e),
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl AppError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError::Validation { field: field.into(), message: message.into() }
+    }
+
+    pub fn bad_request(field: Option<&str>, message: impl Into<String>) -> Self {
+        AppError::BadRequest { field: field.map(str::to_owned), message: message.into() }
+    }
+
+    /// A conditional write found the row changed since it was read in the
+    /// same transaction (another replica or request got there first).
+    pub fn concurrent(kind: &'static str) -> Self {
+        AppError::InUse(format!("the {kind} was changed by another request at the same time; retry"))
+    }
+
+    pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        AppError::NotFound { kind, id: id.into() }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

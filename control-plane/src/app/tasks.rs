@@ -1,0 +1,300 @@
+//! Task operations. Until placement lands, tasks wait in PROVISIONING.
+
+use std::collections::BTreeSet;
+
+use berth_api::TaskId;
+use berth_api::task_definitions::ContainerDefinition;
+use berth_api::tasks::{
+    ContainerState, DesiredStatus, ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse, StopCode,
+    StopTaskRequest, Task, TaskOverrides, TaskStatus,
+};
+use serde_json::json;
+
+use super::paging::{self, PageRequest};
+use super::{
+    App, AppError, AppResult, IdempotencyRequest, Written, check_version, clusters, lifecycle, task_definitions,
+    validate,
+};
+use crate::auth::Principal;
+use crate::store::tasks::{NewTask, StateChange, TaskFilter, TaskRow};
+use crate::store::{self, AccountScope, Tx};
+
+pub const MAX_RUN_COUNT: u32 = 10;
+
+pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
+    Ok(Task {
+        id: row.task_id(),
+        cluster_id: berth_api::ClusterId(row.cluster_id),
+        task_definition_id: berth_api::TaskDefinitionId(row.task_definition_id),
+        task_definition: format!("{}:{}", row.family, row.revision),
+        desired_status: row.desired_status()?,
+        last_status: row.last_status()?,
+        stop_code: row.stop_code()?,
+        host_id: row.host_id.map(berth_api::HostId),
+        cluster: row.cluster_name,
+        started_by: row.started_by,
+        containers: row.containers.0,
+        overrides: row.overrides.0,
+        cpu: u32::try_from(row.cpu).unwrap_or(u32::MAX),
+        memory: u32::try_from(row.memory).unwrap_or(u32::MAX),
+        stopped_reason: row.stopped_reason,
+        tags: row.tags.0,
+        created_at: row.created_at,
+        pending_at: row.pending_at,
+        running_at: row.running_at,
+        stopping_at: row.stopping_at,
+        stopped_at: row.stopped_at,
+        version: row.version,
+    })
+}
+
+/// The resources a task reserves: the task-level values when the definition
+/// sets them, else the sum over its containers (after overrides).
+fn task_resources(def_cpu: Option<u32>, def_memory: Option<u32>, containers: &[ContainerDefinition]) -> (u32, u32) {
+    let cpu = def_cpu.unwrap_or_else(|| containers.iter().map(|c| c.cpu.unwrap_or(0)).sum());
+    let memory =
+        def_memory.unwrap_or_else(|| containers.iter().map(|c| c.memory.or(c.memory_reservation).unwrap_or(0)).sum());
+    (cpu, memory)
+}
+
+/// Applies overrides to the definition's containers, checking each names a container.
+fn apply_overrides(
+    containers: &[ContainerDefinition],
+    overrides: &TaskOverrides,
+) -> AppResult<Vec<ContainerDefinition>> {
+    let mut out = containers.to_vec();
+    let mut seen = BTreeSet::new();
+    for (i, o) in overrides.container_overrides.iter().enumerate() {
+        let field = format!("overrides.container_overrides[{i}]");
+        if !seen.insert(o.name.as_str()) {
+            return Err(AppError::validation(
+                format!("{field}.name"),
+                format!("container {:?} is overridden twice", o.name),
+            ));
+        }
+        let Some(c) = out.iter_mut().find(|c| c.name == o.name) else {
+            return Err(AppError::validation(
+                format!("{field}.name"),
+                format!("the task definition has no container named {:?}", o.name),
+            ));
+        };
+        if let Some(cmd) = &o.command {
+            c.command = Some(cmd.clone());
+        }
+        for (k, v) in &o.environment {
+            if k.is_empty() || k.contains('=') {
+                return Err(AppError::validation(
+                    format!("{field}.environment.{k}"),
+                    "environment names must be non-empty and contain no '='",
+                ));
+            }
+            c.environment.insert(k.clone(), v.clone());
+        }
+        if let Some(cpu) = o.cpu {
+            if cpu > task_definitions::MAX_CPU_UNITS {
+                return Err(AppError::validation(format!("{field}.cpu"), "cpu is out of range"));
+            }
+            c.cpu = Some(cpu);
+        }
+        if let Some(memory) = o.memory {
+            if !(task_definitions::MIN_MEMORY_MIB..=task_definitions::MAX_MEMORY_MIB).contains(&memory) {
+                return Err(AppError::validation(format!("{field}.memory"), "memory is out of range"));
+            }
+            c.memory = Some(memory);
+        }
+    }
+    Ok(out)
+}
+
+async fn resolve_task(tx: &mut Tx, scope: AccountScope, cluster: &str, task: &str) -> AppResult<TaskRow> {
+    let cluster = clusters::resolve(tx, scope, cluster).await?;
+    let id: TaskId = task.parse().map_err(|_| AppError::not_found("task", task))?;
+    store::tasks::get(tx, scope, cluster.cluster_id(), id).await?.ok_or_else(|| AppError::not_found("task", task))
+}
+
+impl App {
+    /// Starts `count` tasks of a task definition. Until placement exists,
+    /// the tasks are accepted in PROVISIONING and wait there.
+    pub async fn run_task(
+        &self,
+        principal: &Principal,
+        cluster: &str,
+        req: RunTaskRequest,
+        idem: Option<&IdempotencyRequest>,
+    ) -> AppResult<Written<RunTaskResponse>> {
+        if req.count == 0 || req.count > MAX_RUN_COUNT {
+            return Err(AppError::validation("count", format!("count must be 1-{MAX_RUN_COUNT}, got {}", req.count)));
+        }
+        let (family, revision) = task_definitions::parse_reference("task_definition", &req.task_definition)?;
+        if let Some(s) = &req.started_by {
+            validate::text("started_by", s, 128)?;
+        }
+        validate::tags("tags", &req.tags)?;
+        let scope = principal.scope();
+        let cluster = cluster.to_owned();
+        self.write(scope, idem, move |tx| {
+            Box::pin(async move {
+                let cluster = clusters::resolve(tx, scope, &cluster).await?;
+                let td = task_definitions::resolve(tx, scope, &family, revision).await?;
+                if td.status != "ACTIVE" {
+                    return Err(AppError::validation(
+                        "task_definition",
+                        format!("{}:{} is INACTIVE; run an ACTIVE revision", td.family, td.revision),
+                    ));
+                }
+                let def = &td.definition.0;
+                let containers = apply_overrides(&def.container_definitions, &req.overrides)?;
+                let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
+                let states: Vec<ContainerState> = containers
+                    .iter()
+                    .map(|c| ContainerState {
+                        name: c.name.clone(),
+                        image: c.image.clone(),
+                        last_status: TaskStatus::Provisioning,
+                        exit_code: None,
+                        reason: None,
+                    })
+                    .collect();
+                let now = store::now();
+                let mut tasks = Vec::with_capacity(req.count as usize);
+                for _ in 0..req.count {
+                    let id = TaskId::generate();
+                    store::tasks::insert(
+                        tx,
+                        scope,
+                        NewTask {
+                            id,
+                            cluster_id: cluster.cluster_id(),
+                            task_definition_id: berth_api::TaskDefinitionId(td.id),
+                            family: &td.family,
+                            revision: td.revision,
+                            started_by: req.started_by.as_deref(),
+                            overrides: &req.overrides,
+                            containers: &states,
+                            cpu,
+                            memory,
+                            tags: &req.tags,
+                            now,
+                        },
+                    )
+                    .await?;
+                    store::events::append(
+                        tx,
+                        scope,
+                        "task.state_changed",
+                        &id.to_string(),
+                        json!({"cluster": cluster.name, "last_status": "PROVISIONING", "desired_status": "RUNNING",
+                               "task_definition": format!("{}:{}", td.family, td.revision)}),
+                        now,
+                    )
+                    .await?;
+                    let row = store::tasks::get(tx, scope, cluster.cluster_id(), id)
+                        .await?
+                        .ok_or_else(|| AppError::Internal("inserted task not found".into()))?;
+                    tasks.push(to_wire(row)?);
+                }
+                Ok(RunTaskResponse { tasks, failures: Vec::new() })
+            })
+        })
+        .await
+    }
+
+    pub async fn list_tasks(
+        &self,
+        principal: &Principal,
+        cluster: &str,
+        query: &ListTasksQuery,
+    ) -> AppResult<ListTasksResponse> {
+        let page = PageRequest::<TaskId>::parse(query.limit, query.next_token.as_deref())?;
+        let scope = principal.scope();
+        let mut tx = self.db().begin_read().await?;
+        let cluster = clusters::resolve(&mut tx, scope, cluster).await?;
+        let filter = TaskFilter {
+            desired_status: query.desired_status,
+            last_status: query.last_status,
+            family: query.family.as_deref(),
+            host_id: query.host_id,
+            started_by: query.started_by.as_deref(),
+        };
+        let rows =
+            store::tasks::list(&mut tx, scope, cluster.cluster_id(), &filter, page.after, page.fetch_limit()).await?;
+        tx.rollback().await?;
+        let (rows, next_token) = paging::finish(rows, page.limit, TaskRow::task_id);
+        Ok(ListTasksResponse { tasks: rows.into_iter().map(to_wire).collect::<AppResult<_>>()?, next_token })
+    }
+
+    pub async fn get_task(&self, principal: &Principal, cluster: &str, task: &str) -> AppResult<Task> {
+        let mut tx = self.db().begin_read().await?;
+        let row = resolve_task(&mut tx, principal.scope(), cluster, task).await?;
+        tx.rollback().await?;
+        to_wire(row)
+    }
+
+    /// Asks a task to stop. A task that was never placed stops at once; a
+    /// placed one gets desired status STOPPED and its host's agent stops it.
+    /// Stopping a stopped task changes nothing.
+    pub async fn stop_task(
+        &self,
+        principal: &Principal,
+        cluster: &str,
+        task: &str,
+        req: StopTaskRequest,
+        if_match: Option<i64>,
+        idem: Option<&IdempotencyRequest>,
+    ) -> AppResult<Written<Task>> {
+        if let Some(reason) = &req.reason {
+            validate::text("reason", reason, 255)?;
+        }
+        let scope = principal.scope();
+        let (cluster, task) = (cluster.to_owned(), task.to_owned());
+        self.write(scope, idem, move |tx| {
+            Box::pin(async move {
+                let row = resolve_task(tx, scope, &cluster, &task).await?;
+                check_version("task", if_match, row.version)?;
+                let from = row.last_status()?;
+                if row.desired_status()? == DesiredStatus::Stopped {
+                    return to_wire(row);
+                }
+                let to = if from == TaskStatus::Provisioning { TaskStatus::Stopped } else { from };
+                if to != from && !lifecycle::can_transition(from, to) {
+                    return Err(AppError::InvalidTransition(format!(
+                        "a {} task cannot become {}",
+                        from.as_str(),
+                        to.as_str()
+                    )));
+                }
+                let mut containers = row.containers.0.clone();
+                if to == TaskStatus::Stopped {
+                    for c in &mut containers {
+                        c.last_status = TaskStatus::Stopped;
+                    }
+                }
+                let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".to_owned());
+                let now = store::now();
+                let change = StateChange {
+                    desired_status: DesiredStatus::Stopped,
+                    last_status: to,
+                    containers: &containers,
+                    stop_code: Some(StopCode::UserInitiated),
+                    stopped_reason: Some(&reason),
+                    now,
+                };
+                if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
+                    return Err(AppError::concurrent("task"));
+                }
+                store::events::append(
+                    tx,
+                    scope,
+                    "task.state_changed",
+                    &row.id.to_string(),
+                    json!({"cluster": row.cluster_name, "last_status": to.as_str(), "desired_status": "STOPPED",
+                           "stop_code": "UserInitiated", "stopped_reason": reason}),
+                    now,
+                )
+                .await?;
+                to_wire(resolve_task(tx, scope, &cluster, &task).await?)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,130 @@
+//! Middleware every request passes through: request ids, the request span,
+//! metrics, error rendering, authentication and rate limiting.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use berth_api::{ErrorBody, ErrorCode, REQUEST_ID_HEADER};
+use governor::clock::{Clock, DefaultClock};
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use super::AppState;
+use super::error::{ErrorDraft, draft_response};
+use crate::app::AppError;
+
+/// The request's id: the caller's `x-request-id` when it is sane, else a new one.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+fn sane_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+}
+
+/// Outermost middleware: one span per request (method, route, status,
+/// account, request id, latency), request metrics, and the JSON error body.
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        status = Empty,
+        account = Empty,
+        latency_ms = Empty,
+    );
+    let mut resp = next.run(req).instrument(span.clone()).await;
+
+    if let Some(draft) = resp.extensions_mut().remove::<ErrorDraft>() {
+        resp = render_error(resp.status(), resp.headers().clone(), draft, &request_id);
+    } else if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+        resp = render_error(
+            resp.status(),
+            resp.headers().clone(),
+            ErrorDraft {
+                code: ErrorCode::MethodNotAllowed,
+                message: format!("{method} is not allowed on {route}"),
+                field: None,
+            },
+            &request_id,
+        );
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    metrics::counter!("berth_http_requests_total", &labels).increment(1);
+    metrics::histogram!("berth_http_request_duration_seconds", &labels[..2]).record(elapsed.as_secs_f64());
+    span.record("status", status);
+    span.record("latency_ms", elapsed.as_secs_f64() * 1000.0);
+    if status >= 500 {
+        tracing::warn!(parent: &span, "request failed");
+    } else {
+        tracing::info!(parent: &span, "request finished");
+    }
+    resp
+}
+
+fn render_error(
+    status: StatusCode,
+    mut headers: axum::http::HeaderMap,
+    draft: ErrorDraft,
+    request_id: &str,
+) -> Response {
+    let body =
+        ErrorBody { code: draft.code, message: draft.message, field: draft.field, request_id: request_id.to_owned() };
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut resp = (status, axum::Json(body)).into_response();
+    for (k, v) in headers.iter() {
+        resp.headers_mut().insert(k, v.clone());
+    }
+    resp
+}
+
+/// Authenticates the request and applies the account's rate limit; the
+/// principal is left in the request extensions for the handler's extractor.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let principal = match state.auth.authenticate(&state.app, authorization.as_deref()).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    tracing::Span::current().record("account", tracing::field::display(principal.account_id));
+    if let Some(limiter) = &state.rate_limiter
+        && let Err(not_until) = limiter.limiter.check_key(&principal.account_id)
+    {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return AppError::Throttled { retry_after_secs: retry_after_secs.max(1), limit: limiter.burst }.into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// A panic in a handler becomes a 500 with the usual body, not a dropped connection.
+pub fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    draft_response(ErrorCode::InternalError, "an internal error occurred; quote the request id when reporting it", None)
+}
+
+/// Unknown paths.
+pub async fn not_found(req: Request) -> Response {
+    AppError::not_found("route", req.uri().path().to_owned()).into_response()
+}

@@ -1,0 +1,167 @@
+//! The HTTP layer: routes, extractors, middleware, and the mapping of errors
+//! to responses. Handlers are thin: extract, call one app function, respond.
+
+pub mod error;
+pub mod extract;
+pub mod handlers;
+pub mod metrics;
+pub mod middleware;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use berth_api::IDEMPOTENT_REPLAYED_HEADER;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::{App, Written};
+use crate::auth::dev::DevAuthenticator;
+
+/// Per-account request rate limit (a token bucket per account).
+pub struct AccountRateLimiter {
+    pub limiter: DefaultKeyedRateLimiter<berth_api::AccountId>,
+    pub burst: u32,
+}
+
+impl AccountRateLimiter {
+    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+        Self { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)), burst: burst.get() }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    pub auth: DevAuthenticator,
+    pub rate_limiter: Option<Arc<AccountRateLimiter>>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth API",
+        description = "Berth: a self-hostable, multi-tenant container orchestration control plane.",
+        license(name = "Apache-2.0"),
+    ),
+    tags(
+        (name = "clusters", description = "Named groups of hosts, tasks and services"),
+        (name = "task-definitions", description = "Families of immutable task-definition revisions"),
+        (name = "tasks", description = "Runs of a task definition"),
+        (name = "events", description = "The account's event log"),
+        (name = "system", description = "Health, readiness, metrics and this document"),
+    ),
+    components(schemas(berth_api::ErrorBody, berth_api::ErrorCode)),
+)]
+struct ApiDoc;
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    use handlers::{clusters, events, task_definitions, tasks};
+    OpenApiRouter::new()
+        .routes(routes!(clusters::create, clusters::list))
+        .routes(routes!(clusters::get, clusters::update, clusters::delete))
+        .routes(routes!(task_definitions::register, task_definitions::list_families))
+        .routes(routes!(task_definitions::get_latest))
+        .routes(routes!(task_definitions::list_revisions))
+        .routes(routes!(task_definitions::get_revision, task_definitions::delete))
+        .routes(routes!(task_definitions::deregister))
+        .routes(routes!(tasks::run, tasks::list))
+        .routes(routes!(tasks::get))
+        .routes(routes!(tasks::stop))
+        .routes(routes!(events::list))
+}
+
+fn system_routes() -> OpenApiRouter<AppState> {
+    use handlers::system;
+    OpenApiRouter::new()
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::openapi_json))
+}
+
+/// The router and the OpenAPI document generated from the same route list.
+pub fn router(state: AppState) -> Router {
+    let (router, _) = build(state);
+    router
+}
+
+/// The OpenAPI document of the API this build serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .merge(api_routes())
+        .merge(system_routes())
+        .split_for_parts();
+    api
+}
+
+fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
+    // Install the metrics recorder before the first request is counted.
+    let _ = metrics::handle();
+    let api = api_routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
+    let (router, doc) =
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(system_routes()).split_for_parts();
+    let router = router
+        .fallback(middleware::not_found)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::request_context));
+    (router, doc)
+}
+
+/// Resources whose version is their ETag.
+pub trait Versioned {
+    fn version(&self) -> i64;
+}
+
+impl Versioned for berth_api::clusters::Cluster {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+impl Versioned for berth_api::task_definitions::TaskDefinition {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+impl Versioned for berth_api::tasks::Task {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+fn etag(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// A single resource with its ETag.
+pub fn resource<T: Serialize + Versioned>(status: StatusCode, value: &T) -> Response {
+    let mut resp = (status, axum::Json(value)).into_response();
+    resp.headers_mut().insert(header::ETAG, etag(value.version()));
+    resp
+}
+
+/// The result of a write, marked when it was replayed for an idempotency key.
+pub fn written<T: Serialize + Versioned>(status: StatusCode, w: Written<T>) -> Response {
+    let mut resp = resource(status, &w.value);
+    if w.replayed {
+        resp.headers_mut().insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    resp
+}
+
+/// A write without a body (deletes).
+pub fn written_empty(w: Written<()>) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if w.replayed {
+        resp.headers_mut().insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    resp
+}

@@ -1,0 +1,70 @@
+//! Running the control plane: connect, migrate, serve, shut down cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::auth::dev::DevAuthenticator;
+use crate::config::ServerConfig;
+use crate::http::{AccountRateLimiter, AppState};
+use crate::store::{self, Db, PoolOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Connects to the database and applies migrations (refusing a newer schema).
+pub async fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
+    let db = Db::connect(
+        &config.database_url,
+        &PoolOptions { max_connections: config.db_max_connections, ..PoolOptions::default() },
+    )
+    .await?;
+    store::migrate::run(&db).await?;
+    Ok(db)
+}
+
+pub fn app_state(app: App, config: &ServerConfig) -> AppState {
+    AppState {
+        app,
+        auth: DevAuthenticator,
+        rate_limiter: config.rate_limit.map(|(rate, burst)| Arc::new(AccountRateLimiter::new(rate, burst))),
+    }
+}
+
+/// A bound, not yet serving, control plane.
+pub struct BoundServer {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl BoundServer {
+    pub async fn bind(app: App, config: &ServerConfig) -> Result<Self, ServerError> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        Ok(Self { listener, state: app_state(app, config) })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
+        self.listener.local_addr().map_err(ServerError::Serve)
+    }
+
+    /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let router = crate::http::router(self.state);
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServerError::Serve)
+    }
+}
