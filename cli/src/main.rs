@@ -1,0 +1,52 @@
+//! `berth`: the one binary. `berth server` runs the control plane, `berth dev`
+//! runs everything on one machine, and the client commands talk to an API.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Berth: a self-hostable container orchestration control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane (HTTP API) against PostgreSQL or SQLite.
+    Server(commands::server::ServerArgs),
+    /// Run a control plane on embedded SQLite for local use, with a dev account ready.
+    Dev(commands::dev::DevArgs),
+    /// Print the OpenAPI document of the API this build serves.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (ring; no C build, no OpenSSL).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => commands::server::run(args).await,
+            Command::Dev(args) => commands::dev::run(args).await,
+            Command::Openapi => commands::openapi(),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
