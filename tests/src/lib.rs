@@ -1,0 +1,332 @@
+//! The end-to-end test harness: fresh databases on the real PostgreSQL that
+//! `cargo xtask test` starts (and on SQLite files), and the real HTTP server
+//! on a loopback port.
+//!
+//! Tests that need PostgreSQL fail loudly when it is not there: run them with
+//! `cargo xtask test`, which installs and starts it.
+
+use std::net::SocketAddr;
+use std::sync::Once;
+
+use berth_api::AccountId;
+use berth_control_plane::app::{App, Limits};
+use berth_control_plane::config::ServerConfig;
+use berth_control_plane::server::BoundServer;
+use berth_control_plane::store::{Db, PoolOptions, migrate};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+
+/// Where `cargo xtask test` publishes its PostgreSQL: an admin connection URL.
+pub const POSTGRES_URL_ENV: &str = "BERTH_TEST_POSTGRES_URL";
+
+static INIT: Once = Once::new();
+
+pub fn init() {
+    INIT.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh, migrated database owned by one test.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var(POSTGRES_URL_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{POSTGRES_URL_ENV} is not set: run the tests with `cargo xtask test`, which starts a private PostgreSQL"
+        )
+    })
+}
+
+fn with_database(url: &str, database: &str) -> String {
+    match url.rfind('/') {
+        Some(i) if url[..i].contains("://") && !url[i + 1..].contains('@') => {
+            let (base, rest) = url.split_at(i);
+            let query = rest.find('?').map(|q| &rest[q..]).unwrap_or("");
+            format!("{base}/{database}{query}")
+        }
+        _ => format!("{url}/{database}"),
+    }
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Postgres => Self::postgres().await,
+            Backend::Sqlite => Self::sqlite().await,
+        }
+    }
+
+    /// A new PostgreSQL database cloned from a migrated template. The
+    /// template's name carries a hash of the migrations, so a schema change
+    /// gets a new template; an advisory lock makes its creation safe when
+    /// many test processes start at once.
+    pub async fn postgres() -> TestDb {
+        init();
+        let admin_url = postgres_admin_url();
+        let mut hash = Sha256::new();
+        for (v, d, pg, _) in migrate::MIGRATIONS {
+            hash.update(format!("{v}{d}{pg}"));
+        }
+        let template = format!("berth_tmpl_{}", &hex::encode(hash.finalize())[..16]);
+        let admin = sqlx::PgPool::connect(&admin_url).await.expect("connect to the test PostgreSQL");
+        let mut conn = admin.acquire().await.expect("admin connection");
+        sqlx::query("SELECT pg_advisory_lock(4242)").execute(&mut *conn).await.expect("lock");
+        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(&template)
+            .fetch_optional(&mut *conn)
+            .await
+            .expect("look up template");
+        if exists.is_none() {
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{template}\"")))
+                .execute(&mut *conn)
+                .await
+                .expect("create template");
+            let db = Db::connect(&with_database(&admin_url, &template), &PoolOptions::default())
+                .await
+                .expect("connect template");
+            migrate::run(&db).await.expect("migrate template");
+            db.close().await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE \"{template}\" WITH IS_TEMPLATE true")))
+                .execute(&mut *conn)
+                .await
+                .expect("mark template");
+        }
+        sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *conn).await.expect("unlock");
+        let name = format!("berth_t_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")))
+            .execute(&mut *conn)
+            .await
+            .expect("create test database");
+        drop(conn);
+        admin.close().await;
+        let url = with_database(&admin_url, &name);
+        let db = Db::connect(&url, &PoolOptions::default()).await.expect("connect test database");
+        migrate::run(&db).await.expect("migrations are current");
+        TestDb { db, url, _dir: None }
+    }
+
+    /// A new SQLite database in a temporary directory.
+    pub async fn sqlite() -> TestDb {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("berth.db").display());
+        let db = Db::connect(&url, &PoolOptions::default()).await.expect("open sqlite");
+        migrate::run(&db).await.expect("migrate sqlite");
+        TestDb { db, url, _dir: Some(dir) }
+    }
+
+    pub fn app(&self) -> App {
+        App::new(self.db.clone(), Limits::default())
+    }
+}
+
+/// Generates one test per backend from an async fn taking a [`Backend`].
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            }
+        )*
+    };
+}
+
+/// A running control plane on a loopback port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub testdb: TestDb,
+    http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn test_config(url: &str) -> ServerConfig {
+    ServerConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: url.to_owned(),
+        db_max_connections: 16,
+        log_format: Default::default(),
+        limits: Limits::default(),
+        rate_limit: None,
+    }
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        let testdb = TestDb::new(backend).await;
+        let config = test_config(&testdb.url);
+        Self::start_with(testdb, config).await
+    }
+
+    pub async fn start_with(testdb: TestDb, config: ServerConfig) -> TestServer {
+        let app = App::new(testdb.db.clone(), config.limits.clone());
+        let server = BoundServer::bind(app.clone(), &config).await.expect("bind");
+        let addr = server.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let _ = server
+                .serve(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        TestServer {
+            addr,
+            app,
+            testdb,
+            http: reqwest::Client::builder().build().expect("http client"),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// A new account and a client acting as it.
+    pub async fn tenant(&self, name: &str) -> Client {
+        let id = self.app.create_account(name).await.expect("create account");
+        self.client(Some(id))
+    }
+
+    pub fn client(&self, account: Option<AccountId>) -> Client {
+        Client {
+            base: format!("http://{}", self.addr),
+            http: self.http.clone(),
+            authorization: account.map(|a| format!("Dev {a}")),
+            account,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A response as a test looks at it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and returns the body, showing the body on mismatch.
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        self.body
+    }
+
+    /// Asserts an error response with this status and code, and returns it.
+    pub fn expect_error(self, status: u16, code: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        assert_eq!(self.body["code"], code, "unexpected code; body: {}", self.body);
+        assert!(
+            self.body["request_id"].as_str().is_some_and(|r| !r.is_empty()),
+            "error without request_id: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body["request_id"].as_str(),
+            self.header("x-request-id"),
+            "the body's request_id must equal the x-request-id header"
+        );
+        self.body
+    }
+}
+
+/// An HTTP client acting as one account.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub authorization: Option<String>,
+    pub account: Option<AccountId>,
+}
+
+impl Client {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(a) = &self.authorization {
+            rb = rb.header("authorization", a);
+        }
+        rb
+    }
+
+    pub async fn send(rb: reqwest::RequestBuilder) -> Resp {
+        let resp = rb.send().await.expect("request sent");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Resp { status, headers, body }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        Self::send(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        Self::send(self.request(Method::POST, path).json(&body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Resp {
+        Self::send(self.request(Method::PATCH, path).json(&body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        Self::send(self.request(Method::DELETE, path)).await
+    }
+
+    /// Creates a cluster and returns its body.
+    pub async fn create_cluster(&self, name: &str) -> Value {
+        self.post("/v1/clusters", serde_json::json!({"name": name})).await.expect(201)
+    }
+
+    /// Registers a one-container definition and returns its body.
+    pub async fn register(&self, family: &str) -> Value {
+        self.post(
+            "/v1/task-definitions",
+            serde_json::json!({"family": family, "container_definitions": [
+                {"name": "app", "image": "127.0.0.1:5000/busybox:latest", "memory": 64, "command": ["sleep", "3600"]}
+            ]}),
+        )
+        .await
+        .expect(201)
+    }
+}

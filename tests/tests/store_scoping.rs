@@ -1,0 +1,144 @@
+//! Every store query scoped to account A sees only A's rows, on both backends.
+
+use berth_api::task_definitions::{ContainerDefinition, NetworkMode, RegisterTaskDefinitionRequest};
+use berth_api::tasks::TaskOverrides;
+use berth_api::{AccountId, ClusterId, Tags, TaskDefinitionId, TaskId};
+use berth_control_plane::store::tasks::{NewTask, TaskFilter};
+use berth_control_plane::store::{self, AccountScope, Db};
+use berth_tests::{Backend, TestDb, on_both_backends};
+
+fn definition(family: &str) -> RegisterTaskDefinitionRequest {
+    RegisterTaskDefinitionRequest {
+        family: family.into(),
+        container_definitions: vec![ContainerDefinition {
+            name: "app".into(),
+            image: "busybox".into(),
+            cpu: None,
+            memory: Some(64),
+            memory_reservation: None,
+            command: None,
+            entry_point: None,
+            environment: Default::default(),
+            port_mappings: vec![],
+            essential: true,
+            stop_timeout: None,
+            working_directory: None,
+            user: None,
+            health_check: None,
+            depends_on: vec![],
+            ulimits: vec![],
+            labels: Default::default(),
+        }],
+        cpu: None,
+        memory: None,
+        network_mode: NetworkMode::Bridge,
+        tags: Tags::new(),
+        client_token: None,
+    }
+}
+
+/// Creates an account with one cluster (named like every other account's),
+/// one family (same name too), one task and one event.
+async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefinitionId, TaskId) {
+    let mut tx = db.begin_write().await.expect("tx");
+    let now = store::now();
+    let account = AccountId::generate();
+    store::accounts::insert(&mut tx, account, name, now).await.expect("account");
+    let scope = AccountScope::new(account);
+    let cluster = ClusterId::generate();
+    let tags = Tags::new();
+    store::clusters::insert(
+        &mut tx,
+        scope,
+        store::clusters::NewCluster { id: cluster, name: "shared-name", tags: &tags, now },
+    )
+    .await
+    .expect("cluster");
+    let td = TaskDefinitionId::generate();
+    store::task_definitions::register(&mut tx, scope, td, &definition("web"), now).await.expect("td");
+    let task = TaskId::generate();
+    store::tasks::insert(
+        &mut tx,
+        scope,
+        NewTask {
+            id: task,
+            cluster_id: cluster,
+            task_definition_id: td,
+            family: "web",
+            revision: 1,
+            started_by: Some("me"),
+            overrides: &TaskOverrides::default(),
+            containers: &[],
+            cpu: 0,
+            memory: 64,
+            tags: &tags,
+            now,
+        },
+    )
+    .await
+    .expect("task");
+    store::events::append(&mut tx, scope, "test.event", &task.to_string(), serde_json::json!({}), now)
+        .await
+        .expect("event");
+    tx.commit().await.expect("commit");
+    (scope, cluster, td, task)
+}
+
+async fn scoped_queries_never_cross_accounts(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let (a, a_cluster, a_td, a_task) = populate(&t.db, "account-a").await;
+    let (b, b_cluster, b_td, b_task) = populate(&t.db, "account-b").await;
+    let mut tx = t.db.begin_read().await.expect("tx");
+
+    for (scope, own_cluster, other_cluster, own_td, other_td, own_task, other_task) in
+        [(a, a_cluster, b_cluster, a_td, b_td, a_task, b_task), (b, b_cluster, a_cluster, b_td, a_td, b_task, a_task)]
+    {
+        let clusters = store::clusters::list(&mut tx, scope, None, 100).await.expect("list");
+        assert_eq!(clusters.iter().map(|c| c.cluster_id()).collect::<Vec<_>>(), vec![own_cluster]);
+        assert!(clusters.iter().all(|c| c.account_id == scope.account_id().0));
+        assert!(store::clusters::get_by_id(&mut tx, scope, other_cluster).await.expect("get").is_none());
+        let by_name = store::clusters::get_by_name(&mut tx, scope, "shared-name").await.expect("get").expect("own");
+        assert_eq!(by_name.cluster_id(), own_cluster);
+
+        let families = store::task_definitions::list_families(&mut tx, scope, None, 100).await.expect("families");
+        assert_eq!(families.len(), 1);
+        assert!(store::task_definitions::get_by_id(&mut tx, scope, other_td).await.expect("get").is_none());
+        let own = store::task_definitions::get_by_id(&mut tx, scope, own_td).await.expect("get").expect("own");
+        assert_eq!(own.revision, 1, "each account numbers its own revisions");
+        let revisions = store::task_definitions::list_revisions(&mut tx, scope, "web", None, 100).await.expect("revs");
+        assert_eq!(revisions.iter().map(|r| r.id).collect::<Vec<_>>(), vec![own_td.0]);
+
+        // Even with the other account's cluster id, a scoped task query finds nothing.
+        let tasks =
+            store::tasks::list(&mut tx, scope, other_cluster, &TaskFilter::default(), None, 100).await.expect("tasks");
+        assert!(tasks.is_empty());
+        let tasks =
+            store::tasks::list(&mut tx, scope, own_cluster, &TaskFilter::default(), None, 100).await.expect("tasks");
+        assert_eq!(tasks.iter().map(|t| t.task_id()).collect::<Vec<_>>(), vec![own_task]);
+        assert!(store::tasks::get(&mut tx, scope, other_cluster, other_task).await.expect("get").is_none());
+        assert!(store::tasks::get(&mut tx, scope, own_cluster, other_task).await.expect("get").is_none());
+        assert_eq!(store::tasks::count_active_in_cluster(&mut tx, scope, other_cluster).await.expect("count"), 0);
+
+        let events = store::events::list(&mut tx, scope, 0, &[], 100).await.expect("events");
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].sequence, 1, "each account has its own event sequence");
+        assert_eq!(events[0].resource_id, own_task.to_string());
+    }
+}
+
+async fn conditional_writes_need_the_right_scope(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let (a, a_cluster, a_td, _) = populate(&t.db, "account-a").await;
+    let (b, _, _, _) = populate(&t.db, "account-b").await;
+    let mut tx = t.db.begin_write().await.expect("tx");
+    let now = store::now();
+    assert!(!store::clusters::update_tags(&mut tx, b, a_cluster, 1, &Tags::new(), now).await.expect("update"));
+    assert!(!store::clusters::delete(&mut tx, b, a_cluster, 1).await.expect("delete"));
+    assert!(!store::task_definitions::deregister(&mut tx, b, a_td, 1, now).await.expect("deregister"));
+    assert!(store::task_definitions::deregister(&mut tx, a, a_td, 1, now).await.expect("deregister"));
+    tx.commit().await.expect("commit");
+    let mut tx = t.db.begin_read().await.expect("tx");
+    assert!(store::clusters::get_by_id(&mut tx, a, a_cluster).await.expect("get").is_some());
+}
+
+on_both_backends!(scoped_queries_never_cross_accounts, conditional_writes_need_the_right_scope);

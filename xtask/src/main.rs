@@ -1,0 +1,114 @@
+//! Project automation.
+//!
+//! - `cargo xtask test [ARGS...]`: install what the tests need (Debian packages), start a
+//!   private PostgreSQL, check formatting and lints, run every test, stop PostgreSQL.
+//! - `cargo xtask openapi`: write `openapi/berth.json` from the code.
+//! - `cargo xtask bench`: run the benchmarks.
+
+mod postgres;
+mod system;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let cmd = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.collect();
+    match cmd.as_str() {
+        "test" => test(&rest),
+        "openapi" => openapi(),
+        "bench" => bench(&rest),
+        _ => {
+            eprintln!("usage: cargo xtask <test [--no-lint] [nextest args...] | openapi | bench>");
+            std::process::exit(2);
+        }
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(workspace_root());
+    c
+}
+
+fn status(mut cmd: Command, what: &str) -> Result<()> {
+    eprintln!("xtask: {what}");
+    let status = cmd.status().with_context(|| format!("running {what}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
+
+fn test(args: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let lint = !args.iter().any(|a| a == "--no-lint");
+    let passthrough: Vec<&String> = args.iter().filter(|a| *a != "--no-lint").collect();
+
+    system::ensure_packages(&[system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs())])?;
+
+    if lint {
+        let mut fmt = cargo();
+        fmt.args(["fmt", "--all", "--check"]);
+        status(fmt, "cargo fmt --check")?;
+        let mut clippy = cargo();
+        clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
+        status(clippy, "cargo clippy")?;
+    }
+
+    // Build first, so the database is not kept waiting through a cold build.
+    let nextest = system::has_nextest();
+    let mut build = cargo();
+    if nextest {
+        build.args(["nextest", "run", "--workspace", "--no-run"]);
+    } else {
+        build.args(["test", "--workspace", "--no-run"]);
+    }
+    status(build, "building tests")?;
+
+    let pg = postgres::Postgres::start()?;
+    let mut tests = cargo();
+    if nextest {
+        tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        tests.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    tests.args(passthrough);
+    tests.env("BERTH_TEST_POSTGRES_URL", pg.url());
+    let result = status(tests, "running tests");
+    drop(pg);
+    eprintln!("xtask: test run took {:.0} s", started.elapsed().as_secs_f64());
+    result
+}
+
+fn openapi() -> Result<()> {
+    let out = workspace_root().join("openapi/berth.json");
+    let output = cargo()
+        .args(["run", "--quiet", "--package", "berth", "--", "openapi"])
+        .output()
+        .context("running berth openapi")?;
+    if !output.status.success() {
+        bail!("berth openapi failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    std::fs::write(&out, &output.stdout).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("xtask: wrote {}", out.display());
+    Ok(())
+}
+
+fn bench(_args: &[String]) -> Result<()> {
+    bail!("no benchmarks exist yet: the placement engine benchmark arrives with the placement issue")
+}
