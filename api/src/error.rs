@@ -14,8 +14,20 @@ pub enum ErrorCode {
     ValidationError,
     /// 401: no credentials were presented.
     MissingAuthenticationToken,
+    /// 401: the bearer token is malformed, expired, or not signed by this control plane.
+    InvalidToken,
     /// 403: the principal may not perform this action.
     AccessDenied,
+    /// 403: the account is suspended; every call is refused until the operator reactivates it.
+    AccountSuspended,
+    /// 403: no active access key has this id.
+    InvalidAccessKeyId,
+    /// 403: the SigV4 signature does not match the request.
+    SignatureDoesNotMatch,
+    /// 403: the signed request is outside the allowed clock skew, or the presigned URL expired.
+    RequestExpired,
+    /// 403: the SigV4 Authorization header or query parameters are malformed or incomplete.
+    IncompleteSignature,
     /// 404: the resource does not exist (or belongs to another account).
     ResourceNotFound,
     /// 405: the path exists but not with this method.
@@ -48,7 +60,13 @@ impl ErrorCode {
             ErrorCode::BadRequest => "BadRequest",
             ErrorCode::ValidationError => "ValidationError",
             ErrorCode::MissingAuthenticationToken => "MissingAuthenticationToken",
+            ErrorCode::InvalidToken => "InvalidToken",
             ErrorCode::AccessDenied => "AccessDenied",
+            ErrorCode::AccountSuspended => "AccountSuspended",
+            ErrorCode::InvalidAccessKeyId => "InvalidAccessKeyId",
+            ErrorCode::SignatureDoesNotMatch => "SignatureDoesNotMatch",
+            ErrorCode::RequestExpired => "RequestExpired",
+            ErrorCode::IncompleteSignature => "IncompleteSignature",
             ErrorCode::ResourceNotFound => "ResourceNotFound",
             ErrorCode::MethodNotAllowed => "MethodNotAllowed",
             ErrorCode::ResourceAlreadyExists => "ResourceAlreadyExists",

@@ -2,6 +2,7 @@
 //! runs everything on one machine, and the client commands talk to an API.
 
 mod commands;
+mod credentials;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,12 @@ enum Command {
     Dev(commands::dev::DevArgs),
     /// Print the OpenAPI document of the API this build serves.
     Openapi,
+    /// Print a new random master key (`id:base64key`) for BERTH_MASTER_KEYS or a key file.
+    GenerateMasterKey {
+        /// The key's id; name keys so rotations can be told apart [default: a date-based id].
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -40,6 +47,13 @@ fn main() -> ExitCode {
             Command::Server(args) => commands::server::run(args).await,
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Openapi => commands::openapi(),
+            Command::GenerateMasterKey { id } => {
+                let now = time::OffsetDateTime::now_utc();
+                let id =
+                    id.unwrap_or_else(|| format!("k{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day()));
+                println!("{}", berth_control_plane::auth::keyring::Keyring::generate_entry(&id));
+                Ok(())
+            }
         }
     });
     match result {

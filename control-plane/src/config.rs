@@ -9,6 +9,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::app::Limits;
+use crate::auth::keyring::Keyring;
+use crate::auth::session::SessionSettings;
 use crate::telemetry::LogFormat;
 
 /// Everything `berth server` needs to run.
@@ -21,7 +23,20 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Requests per second per account, and the burst above it; None disables the limit.
     pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
+    pub auth: AuthSettings,
 }
+
+/// Authentication settings.
+#[derive(Clone, Debug)]
+pub struct AuthSettings {
+    /// The SigV4 region clients sign for.
+    pub region: String,
+    /// Master keys that encrypt stored secrets, newest first.
+    pub keyring: Keyring,
+    pub sessions: SessionSettings,
+}
+
+pub const DEFAULT_REGION: &str = "local";
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 pub const DEFAULT_RATE_PER_SECOND: u32 = 100;
@@ -40,6 +55,13 @@ pub struct FileConfig {
     pub max_containers_per_task_definition: Option<usize>,
     pub rate_limit_per_second: Option<u32>,
     pub rate_limit_burst: Option<u32>,
+    pub region: Option<String>,
+    pub master_keys: Option<String>,
+    pub master_key_file: Option<std::path::PathBuf>,
+    pub session_lifetime_seconds: Option<u64>,
+    pub session_max_lifetime_seconds: Option<u64>,
+    pub signing_key_rotation_hours: Option<u64>,
+    pub bootstrap_credentials_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]

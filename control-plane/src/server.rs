@@ -7,7 +7,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::app::App;
-use crate::auth::dev::DevAuthenticator;
+use crate::auth::AuthConfig;
+use crate::auth::session::Sessions;
 use crate::config::ServerConfig;
 use crate::http::{AccountRateLimiter, AppState};
 use crate::store::{self, Db, PoolOptions};
@@ -20,6 +21,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("{0}")]
+    Startup(String),
 }
 
 /// Connects to the database and applies migrations (refusing a newer schema).
@@ -33,10 +36,27 @@ pub async fn open_database(config: &ServerConfig) -> Result<Db, ServerError> {
     Ok(db)
 }
 
+/// Builds the app over an open database: re-encrypts secrets stored under an
+/// older master key and loads the session-signing keys.
+pub async fn build_app(db: Db, config: &ServerConfig) -> Result<App, ServerError> {
+    let keyring = Arc::new(config.auth.keyring.clone());
+    let auth = AuthConfig {
+        region: config.auth.region.clone(),
+        sessions: Sessions::new(config.auth.sessions.clone(), keyring.clone()),
+        keyring,
+    };
+    let app = App::new(db, config.limits.clone(), auth);
+    let reencrypted = app.reencrypt_secrets().await.map_err(|e| ServerError::Startup(e.to_string()))?;
+    if reencrypted > 0 {
+        tracing::info!(count = reencrypted, "re-encrypted stored secrets under the current master key");
+    }
+    app.auth().sessions.refresh(app.db()).await.map_err(|e| ServerError::Startup(e.to_string()))?;
+    Ok(app)
+}
+
 pub fn app_state(app: App, config: &ServerConfig) -> AppState {
     AppState {
         app,
-        auth: DevAuthenticator,
         rate_limiter: config.rate_limit.map(|(rate, burst)| Arc::new(AccountRateLimiter::new(rate, burst))),
     }
 }

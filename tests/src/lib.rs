@@ -8,10 +8,16 @@
 use std::net::SocketAddr;
 use std::sync::Once;
 
-use berth_api::AccountId;
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
 use berth_control_plane::app::{App, Limits};
-use berth_control_plane::config::ServerConfig;
-use berth_control_plane::server::BoundServer;
+use berth_control_plane::auth::keyring::Keyring;
+use berth_control_plane::config::{AuthSettings, ServerConfig};
+use berth_control_plane::server::{BoundServer, build_app};
 use berth_control_plane::store::{Db, PoolOptions, migrate};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -128,10 +134,6 @@ impl TestDb {
         migrate::run(&db).await.expect("migrate sqlite");
         TestDb { db, url, _dir: Some(dir) }
     }
-
-    pub fn app(&self) -> App {
-        App::new(self.db.clone(), Limits::default())
-    }
 }
 
 /// Generates one test per backend from an async fn taking a [`Backend`].
@@ -158,7 +160,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub app: App,
     pub testdb: TestDb,
-    http: reqwest::Client,
+    pub config: ServerConfig,
+    /// The operator account's bootstrap admin.
+    pub operator: Client,
+    pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -171,6 +176,11 @@ pub fn test_config(url: &str) -> ServerConfig {
         log_format: Default::default(),
         limits: Limits::default(),
         rate_limit: None,
+        auth: AuthSettings {
+            region: "local".into(),
+            keyring: Keyring::parse(&Keyring::generate_entry("test1")).expect("keyring"),
+            sessions: Default::default(),
+        },
     }
 }
 
@@ -182,7 +192,7 @@ impl TestServer {
     }
 
     pub async fn start_with(testdb: TestDb, config: ServerConfig) -> TestServer {
-        let app = App::new(testdb.db.clone(), config.limits.clone());
+        let app = build_app(testdb.db.clone(), &config).await.expect("build app");
         let server = BoundServer::bind(app.clone(), &config).await.expect("bind");
         let addr = server.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel();
@@ -193,29 +203,46 @@ impl TestServer {
                 })
                 .await;
         });
-        TestServer {
-            addr,
-            app,
-            testdb,
-            http: reqwest::Client::builder().build().expect("http client"),
-            shutdown: Some(tx),
-            task: Some(task),
-        }
+        let http = reqwest::Client::builder().build().expect("http client");
+        let base = format!("http://{addr}");
+        let operator = match app.bootstrap().await.expect("bootstrap") {
+            Some(boot) => Client::new(
+                &base,
+                &http,
+                Auth::SigV4 {
+                    access_key_id: boot.key.access_key.access_key_id,
+                    secret: boot.key.secret_access_key,
+                    region: "local".into(),
+                },
+            ),
+            None => Client::new(&base, &http, Auth::None),
+        };
+        TestServer { addr, app, testdb, config, operator, http, shutdown: Some(tx), task: Some(task) }
     }
 
-    /// A new account and a client acting as it.
+    /// A new tenant account, made through the operator API, and its admin client.
     pub async fn tenant(&self, name: &str) -> Client {
-        let id = self.app.create_account(name).await.expect("create account");
-        self.client(Some(id))
+        self.operator.post("/v1/accounts", serde_json::json!({"name": name})).await.expect(201);
+        let key =
+            self.operator.post(&format!("/v1/accounts/{name}/access-keys"), serde_json::json!({})).await.expect(201);
+        self.with_key(
+            key["access_key"]["access_key_id"].as_str().expect("akid"),
+            key["secret_access_key"].as_str().expect("secret"),
+        )
     }
 
-    pub fn client(&self, account: Option<AccountId>) -> Client {
-        Client {
-            base: format!("http://{}", self.addr),
-            http: self.http.clone(),
-            authorization: account.map(|a| format!("Dev {a}")),
-            account,
-        }
+    /// A client signing with the given key.
+    pub fn with_key(&self, access_key_id: &str, secret: &str) -> Client {
+        self.client(Auth::SigV4 { access_key_id: access_key_id.into(), secret: secret.into(), region: "local".into() })
+    }
+
+    pub fn client(&self, auth: Auth) -> Client {
+        Client::new(&format!("http://{}", self.addr), &self.http, auth)
+    }
+
+    /// A client without credentials.
+    pub fn anonymous(&self) -> Client {
+        self.client(Auth::None)
     }
 
     pub async fn stop(mut self) {
@@ -265,26 +292,104 @@ impl Resp {
     }
 }
 
-/// An HTTP client acting as one account.
+/// How a client proves who it is.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    None,
+    /// Signs every request with AWS SigV4 (aws-sigv4, as the SDK does).
+    SigV4 {
+        access_key_id: String,
+        secret: String,
+        region: String,
+    },
+    Bearer(String),
+    /// A raw Authorization header value.
+    Header(String),
+}
+
+/// An HTTP client acting as one principal.
 #[derive(Clone)]
 pub struct Client {
     pub base: String,
     pub http: reqwest::Client,
-    pub authorization: Option<String>,
-    pub account: Option<AccountId>,
+    pub auth: Auth,
+}
+
+/// Signs a request in place with SigV4 (header form, x-amz-content-sha256 included).
+pub fn sign_request(req: &mut reqwest::Request, access_key_id: &str, secret: &str, region: &str, at: SystemTime) {
+    let host = {
+        let url = req.url();
+        match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or("")),
+            None => url.host_str().unwrap_or("").to_owned(),
+        }
+    };
+    req.headers_mut().insert("host", host.parse().expect("host header"));
+    let body = req.body().and_then(|b| b.as_bytes()).unwrap_or(&[]).to_vec();
+    let identity: Identity = Credentials::new(access_key_id, secret, None, None, "test").into();
+    let mut settings = SigningSettings::default();
+    settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("berth")
+        .time(at)
+        .settings(settings)
+        .build()
+        .expect("signing params")
+        .into();
+    let headers: Vec<(String, String)> =
+        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+    let signable = SignableRequest::new(
+        req.method().as_str(),
+        req.url().as_str(),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(&body),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let (new_headers, _) = instructions.into_parts();
+    for h in new_headers {
+        req.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(h.name().as_bytes()).expect("name"),
+            h.value().parse().expect("value"),
+        );
+    }
 }
 
 impl Client {
-    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
-        if let Some(a) = &self.authorization {
-            rb = rb.header("authorization", a);
-        }
-        rb
+    pub fn new(base: &str, http: &reqwest::Client, auth: Auth) -> Client {
+        Client { base: base.to_owned(), http: http.clone(), auth }
     }
 
-    pub async fn send(rb: reqwest::RequestBuilder) -> Resp {
-        let resp = rb.send().await.expect("request sent");
+    pub fn with_auth(&self, auth: Auth) -> Client {
+        Client { auth, ..self.clone() }
+    }
+
+    /// An unsigned request; [`Client::send`] adds the credentials.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    pub async fn send(&self, rb: reqwest::RequestBuilder) -> Resp {
+        let mut req = rb.build().expect("request");
+        match &self.auth {
+            Auth::None => {}
+            Auth::SigV4 { access_key_id, secret, region } => {
+                sign_request(&mut req, access_key_id, secret, region, SystemTime::now())
+            }
+            Auth::Bearer(t) => {
+                req.headers_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+            }
+            Auth::Header(h) => {
+                req.headers_mut().insert("authorization", h.parse().expect("header"));
+            }
+        }
+        Self::execute(&self.http, req).await
+    }
+
+    pub async fn execute(http: &reqwest::Client, req: reqwest::Request) -> Resp {
+        let resp = http.execute(req).await.expect("request sent");
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
@@ -297,20 +402,41 @@ impl Client {
         Resp { status, headers, body }
     }
 
+    /// A new key in this client's account, and a client using it.
+    pub async fn new_key(&self, role: &str, clusters: Option<Vec<&str>>) -> Client {
+        let mut body = serde_json::json!({"role": role});
+        if let Some(c) = clusters {
+            body["clusters"] = serde_json::json!(c);
+        }
+        let key = self.post("/v1/access-keys", body).await.expect(201);
+        let Auth::SigV4 { region, .. } = &self.auth else { panic!("new_key needs a signing client") };
+        self.with_auth(Auth::SigV4 {
+            access_key_id: key["access_key"]["access_key_id"].as_str().expect("akid").to_owned(),
+            secret: key["secret_access_key"].as_str().expect("secret").to_owned(),
+            region: region.clone(),
+        })
+    }
+
+    /// A client using a session token made from this client's key.
+    pub async fn session(&self) -> Client {
+        let s = self.post("/v1/sessions", serde_json::json!({})).await.expect(201);
+        self.with_auth(Auth::Bearer(s["token"].as_str().expect("token").to_owned()))
+    }
+
     pub async fn get(&self, path: &str) -> Resp {
-        Self::send(self.request(Method::GET, path)).await
+        self.send(self.request(Method::GET, path)).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Resp {
-        Self::send(self.request(Method::POST, path).json(&body)).await
+        self.send(self.request(Method::POST, path).json(&body)).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Resp {
-        Self::send(self.request(Method::PATCH, path).json(&body)).await
+        self.send(self.request(Method::PATCH, path).json(&body)).await
     }
 
     pub async fn delete(&self, path: &str) -> Resp {
-        Self::send(self.request(Method::DELETE, path)).await
+        self.send(self.request(Method::DELETE, path)).await
     }
 
     /// Creates a cluster and returns its body.

@@ -4,7 +4,7 @@
 
 use std::num::NonZeroU32;
 
-use berth_tests::{Backend, Client, TestDb, TestServer, on_both_backends, test_config};
+use berth_tests::{Backend, TestDb, TestServer, on_both_backends, test_config};
 use reqwest::Method;
 use serde_json::json;
 
@@ -12,7 +12,7 @@ async fn idempotent_replay(backend: Backend) {
     let s = TestServer::start(backend).await;
     let c = s.tenant("acme").await;
     let send = |body: serde_json::Value, key: &str| {
-        Client::send(c.request(Method::POST, "/v1/clusters").header("idempotency-key", key).json(&body))
+        c.send(c.request(Method::POST, "/v1/clusters").header("idempotency-key", key).json(&body))
     };
     let first = send(json!({"name": "prod"}), "k-1").await;
     assert_eq!(first.header("idempotent-replayed"), None);
@@ -40,11 +40,12 @@ async fn idempotent_replay(backend: Backend) {
 
     // A key is per account: another tenant's identical key is independent.
     let other = s.tenant("globex").await;
-    Client::send(
-        other.request(Method::POST, "/v1/clusters").header("idempotency-key", "k-1").json(&json!({"name": "prod"})),
-    )
-    .await
-    .expect(201);
+    other
+        .send(
+            other.request(Method::POST, "/v1/clusters").header("idempotency-key", "k-1").json(&json!({"name": "prod"})),
+        )
+        .await
+        .expect(201);
     s.stop().await;
 }
 
@@ -55,7 +56,7 @@ async fn concurrent_retries_create_once(backend: Backend) {
     for _ in 0..12 {
         let c = c.clone();
         handles.push(tokio::spawn(async move {
-            Client::send(
+            c.send(
                 c.request(Method::POST, "/v1/clusters")
                     .header("idempotency-key", "same")
                     .json(&json!({"name": "prod"})),
@@ -118,9 +119,7 @@ async fn if_match_guards_updates(backend: Backend) {
     let c = s.tenant("acme").await;
     c.create_cluster("prod").await;
     let send = |etag: &str, tags: serde_json::Value| {
-        Client::send(
-            c.request(Method::PATCH, "/v1/clusters/prod").header("if-match", etag).json(&json!({"tags": tags})),
-        )
+        c.send(c.request(Method::PATCH, "/v1/clusters/prod").header("if-match", etag).json(&json!({"tags": tags})))
     };
     send("\"1\"", json!({"a": "1"})).await.expect(200);
     let stale = send("\"1\"", json!({"a": "2"})).await.expect_error(412, "PreconditionFailed");
@@ -133,9 +132,9 @@ async fn if_match_guards_updates(backend: Backend) {
     send("W/\"2\"", json!({"a": "3"})).await.expect(200);
     send("*", json!({"a": "4"})).await.expect(200);
     send("banana", json!({})).await.expect_error(400, "BadRequest");
-    let del = Client::send(c.request(Method::DELETE, "/v1/clusters/prod").header("if-match", "\"3\"")).await;
+    let del = c.send(c.request(Method::DELETE, "/v1/clusters/prod").header("if-match", "\"3\"")).await;
     del.expect_error(412, "PreconditionFailed");
-    let del = Client::send(c.request(Method::DELETE, "/v1/clusters/prod").header("if-match", "\"4\"")).await;
+    let del = c.send(c.request(Method::DELETE, "/v1/clusters/prod").header("if-match", "\"4\"")).await;
     assert_eq!(del.status.as_u16(), 204);
     s.stop().await;
 }
@@ -145,11 +144,11 @@ async fn request_ids_on_every_response(backend: Backend) {
     let c = s.tenant("acme").await;
     let ok = c.get("/v1/clusters").await;
     assert!(ok.header("x-request-id").is_some_and(|v| v.len() >= 16));
-    let chosen = Client::send(c.request(Method::GET, "/v1/clusters").header("x-request-id", "trace-me-123")).await;
+    let chosen = c.send(c.request(Method::GET, "/v1/clusters").header("x-request-id", "trace-me-123")).await;
     assert_eq!(chosen.header("x-request-id"), Some("trace-me-123"));
-    let err = Client::send(c.request(Method::GET, "/v1/clusters/none").header("x-request-id", "trace-me-456")).await;
+    let err = c.send(c.request(Method::GET, "/v1/clusters/none").header("x-request-id", "trace-me-456")).await;
     assert_eq!(err.expect_error(404, "ResourceNotFound")["request_id"], "trace-me-456");
-    let health = s.client(None).get("/healthz").await;
+    let health = s.anonymous().get("/healthz").await;
     assert!(health.header("x-request-id").is_some());
     s.stop().await;
 }
@@ -184,7 +183,12 @@ async fn another_accounts_resources_are_not_found(backend: Backend) {
     b.post("/v1/task-definitions/web/revisions/1/deregister", json!({})).await.expect_error(404, "ResourceNotFound");
     assert_eq!(b.get("/v1/clusters").await.expect(200)["clusters"], json!([]));
     assert_eq!(b.get("/v1/task-definitions").await.expect(200)["families"], json!([]));
-    assert_eq!(b.get("/v1/events").await.expect(200)["events"], json!([]));
+    let b_events = b.get("/v1/events").await.expect(200);
+    let text = b_events.to_string();
+    assert!(
+        !text.contains(cid) && !text.contains(&task) && !text.contains("prod"),
+        "B sees none of A's events: {text}"
+    );
     // B may use the same names without touching A's.
     b.create_cluster("prod").await;
     assert_eq!(a.get("/v1/clusters/prod").await.expect(200)["id"], cluster["id"]);
@@ -199,8 +203,7 @@ async fn error_statuses(backend: Backend) {
 
     // 400: not JSON, unknown field (named), wrong type (named).
     let r =
-        Client::send(c.request(Method::POST, "/v1/clusters").header("content-type", "application/json").body("{nope"))
-            .await;
+        c.send(c.request(Method::POST, "/v1/clusters").header("content-type", "application/json").body("{nope")).await;
     r.expect_error(400, "BadRequest");
     let r = c.post("/v1/clusters", json!({"name": "x", "colour": "red"})).await.expect_error(400, "BadRequest");
     assert_eq!(r["field"], "colour");
@@ -215,14 +218,16 @@ async fn error_statuses(backend: Backend) {
     let r = c.post("/v1/task-definitions", json!({"family": "f", "container_definitions": [{"name": "a"}]})).await;
     assert_eq!(r.expect_error(400, "BadRequest")["field"], "container_definitions[0].image");
 
-    // 401: no credentials. 403: credentials naming no account.
-    s.client(None).get("/v1/clusters").await.expect_error(401, "MissingAuthenticationToken");
-    s.client(Some(berth_api::AccountId::generate())).get("/v1/clusters").await.expect_error(403, "AccessDenied");
+    // 401: no credentials. 403: a key that does not exist, and a read-only key writing.
+    s.anonymous().get("/v1/clusters").await.expect_error(401, "MissingAuthenticationToken");
+    s.with_key("BKNOSUCHKEY000000000", "secret").get("/v1/clusters").await.expect_error(403, "InvalidAccessKeyId");
+    let ro = c.new_key("read-only", None).await;
+    ro.post("/v1/clusters", json!({"name": "nope"})).await.expect_error(403, "AccessDenied");
 
     // 404: unknown route too.
     c.get("/v1/nothing-here").await.expect_error(404, "ResourceNotFound");
     // 405
-    Client::send(c.request(Method::PUT, "/healthz")).await.expect_error(405, "MethodNotAllowed");
+    c.send(c.request(Method::PUT, "/healthz")).await.expect_error(405, "MethodNotAllowed");
     // 409
     c.post("/v1/clusters", json!({"name": "prod"})).await.expect_error(409, "ResourceAlreadyExists");
     // 413: body over the limit, and a definition over its own limit.
@@ -236,7 +241,7 @@ async fn error_statuses(backend: Backend) {
         .expect_error(413, "PayloadTooLarge");
     assert_eq!(big["field"], "container_definitions");
     // 415
-    Client::send(c.request(Method::POST, "/v1/clusters").header("content-type", "text/plain").body("{\"name\":\"a\"}"))
+    c.send(c.request(Method::POST, "/v1/clusters").header("content-type", "text/plain").body("{\"name\":\"a\"}"))
         .await
         .expect_error(415, "UnsupportedMediaType");
     // 422 with the field named, and nothing created.
@@ -308,10 +313,11 @@ async fn error_statuses(backend: Backend) {
 async fn throttling(backend: Backend) {
     let t = TestDb::new(backend).await;
     let mut config = test_config(&t.url);
-    config.rate_limit = Some((NonZeroU32::new(1).expect("1"), NonZeroU32::new(3).expect("3")));
+    config.rate_limit = Some((NonZeroU32::new(1).expect("1"), NonZeroU32::new(5).expect("5")));
     let s = TestServer::start_with(t, config).await;
     let c = s.tenant("acme").await;
-    for _ in 0..3 {
+    let other = s.tenant("globex").await;
+    for _ in 0..5 {
         c.get("/v1/clusters").await.expect(200);
     }
     let r = c.get("/v1/clusters").await;
@@ -319,7 +325,7 @@ async fn throttling(backend: Backend) {
     assert!((1..=2).contains(&retry), "Retry-After {retry}");
     r.expect_error(429, "ThrottlingException");
     // Another account has its own bucket.
-    s.tenant("globex").await.get("/v1/clusters").await.expect(200);
+    other.get("/v1/clusters").await.expect(200);
     s.stop().await;
 }
 
@@ -341,13 +347,13 @@ async fn internal_and_unavailable_errors(backend: Backend) {
     assert!(!r["message"].as_str().expect("msg").contains("definition"), "no internals in the message: {r}");
 
     // With the database gone: 503 with Retry-After, and readiness says so.
-    s.client(None).get("/readyz").await.expect(200);
+    s.anonymous().get("/readyz").await.expect(200);
     s.testdb.db.close().await;
     let r = c.get("/v1/clusters").await;
     assert!(r.header("retry-after").is_some());
     r.expect_error(503, "ServiceUnavailable");
-    s.client(None).get("/readyz").await.expect_error(503, "ServiceUnavailable");
-    s.client(None).get("/healthz").await.expect(200);
+    s.anonymous().get("/readyz").await.expect_error(503, "ServiceUnavailable");
+    s.anonymous().get("/healthz").await.expect(200);
     s.stop().await;
 }
 

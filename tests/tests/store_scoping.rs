@@ -43,7 +43,7 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
     let mut tx = db.begin_write().await.expect("tx");
     let now = store::now();
     let account = AccountId::generate();
-    store::accounts::insert(&mut tx, account, name, now).await.expect("account");
+    store::accounts::insert(&mut tx, account, name, false, now).await.expect("account");
     let scope = AccountScope::new(account);
     let cluster = ClusterId::generate();
     let tags = Tags::new();
@@ -93,7 +93,7 @@ async fn scoped_queries_never_cross_accounts(backend: Backend) {
     for (scope, own_cluster, other_cluster, own_td, other_td, own_task, other_task) in
         [(a, a_cluster, b_cluster, a_td, b_td, a_task, b_task), (b, b_cluster, a_cluster, b_td, a_td, b_task, a_task)]
     {
-        let clusters = store::clusters::list(&mut tx, scope, None, 100).await.expect("list");
+        let clusters = store::clusters::list(&mut tx, scope, None, None, 100).await.expect("list");
         assert_eq!(clusters.iter().map(|c| c.cluster_id()).collect::<Vec<_>>(), vec![own_cluster]);
         assert!(clusters.iter().all(|c| c.account_id == scope.account_id().0));
         assert!(store::clusters::get_by_id(&mut tx, scope, other_cluster).await.expect("get").is_none());

@@ -10,7 +10,7 @@ async fn metrics_count_requests_by_route_and_status(backend: Backend) {
     c.create_cluster("prod").await;
     c.get("/v1/clusters/prod").await.expect(200);
     c.get("/v1/clusters/none").await.expect(404);
-    let anon = s.client(None);
+    let anon = s.anonymous();
     let text = anon.get("/metrics").await;
     assert!(text.header("content-type").is_some_and(|ct| ct.starts_with("text/plain")));
     let text = text.body.as_str().expect("text body").to_owned();

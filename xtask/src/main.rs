@@ -59,7 +59,11 @@ fn test(args: &[String]) -> Result<()> {
     let lint = !args.iter().any(|a| a == "--no-lint");
     let passthrough: Vec<&String> = args.iter().filter(|a| *a != "--no-lint").collect();
 
-    system::ensure_packages(&[system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs())])?;
+    system::ensure_packages(&[
+        system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs()),
+        system::Need::binary("curl", "curl", &[]),
+    ])?;
+    system::ensure_python_modules(&[("botocore", "botocore")])?;
 
     if lint {
         let mut fmt = cargo();

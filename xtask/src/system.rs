@@ -66,3 +66,25 @@ pub fn has_nextest() -> bool {
         .map(|o| o.status.success())
         .unwrap_or(false)
 }
+
+/// Installs Python modules the tests use (independent signers for interop tests) with pip.
+pub fn ensure_python_modules(modules: &[(&str, &str)]) -> Result<()> {
+    for (module, package) in modules {
+        let present =
+            Command::new("python3").args(["-c", &format!("import {module}")]).output().map(|o| o.status.success());
+        match present {
+            Ok(true) => continue,
+            Err(_) => bail!("python3 is needed for the interop tests: apt-get install -y python3 python3-pip"),
+            Ok(false) => {}
+        }
+        eprintln!("xtask: installing the Python package {package}");
+        let ok = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", package])
+            .status()?
+            .success();
+        if !ok {
+            bail!("pip install {package} failed; install it by hand: python3 -m pip install {package}");
+        }
+    }
+    Ok(())
+}

@@ -4,11 +4,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use berth_control_plane::app::{App, Limits};
-use berth_control_plane::config::{self, FileConfig, ServerConfig};
-use berth_control_plane::server::{BoundServer, open_database};
+use berth_control_plane::app::Limits;
+use berth_control_plane::auth::keyring::Keyring;
+use berth_control_plane::auth::session::SessionSettings;
+use berth_control_plane::config::{self, AuthSettings, FileConfig, ServerConfig};
+use berth_control_plane::server::{BoundServer, build_app, open_database};
 use berth_control_plane::telemetry::{self, LogFormat};
 use clap::Args;
+use time::Duration;
+
+use crate::credentials::{self, Profile};
 
 /// Options shared by `berth server` and `berth dev`.
 #[derive(Args, Clone, Debug)]
@@ -31,6 +36,25 @@ pub struct CommonServerArgs {
     /// Requests an account may make in a burst above its rate [default: 200].
     #[arg(long, env = "BERTH_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+    /// The SigV4 region clients sign requests for [default: local].
+    #[arg(long, env = "BERTH_REGION")]
+    pub region: Option<String>,
+    /// Master keys that encrypt stored secrets: `id:base64key[,id:base64key...]`, newest first
+    /// (make one with `berth generate-master-key`). Prefer the environment or a file to the command line.
+    #[arg(long, env = "BERTH_MASTER_KEYS", hide_env_values = true)]
+    pub master_keys: Option<String>,
+    /// A file holding the master keys, one `id:base64key` per line, newest first.
+    #[arg(long, env = "BERTH_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// Default lifetime of a session token in seconds [default: 3600].
+    #[arg(long, env = "BERTH_SESSION_LIFETIME_SECONDS")]
+    pub session_lifetime_seconds: Option<u64>,
+    /// Longest lifetime a client may ask for, in seconds [default: 43200].
+    #[arg(long, env = "BERTH_SESSION_MAX_LIFETIME_SECONDS")]
+    pub session_max_lifetime_seconds: Option<u64>,
+    /// How often a new session-signing key is made, in hours [default: 24].
+    #[arg(long, env = "BERTH_SIGNING_KEY_ROTATION_HOURS")]
+    pub signing_key_rotation_hours: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -47,6 +71,10 @@ pub struct ServerArgs {
     /// Most database connections this replica opens [default: 16].
     #[arg(long, env = "BERTH_DB_MAX_CONNECTIONS")]
     pub db_max_connections: Option<u32>,
+    /// Where, on an empty database, the operator's first admin key is written (once, mode 0600)
+    /// [default: ./berth-admin-credentials].
+    #[arg(long, env = "BERTH_BOOTSTRAP_CREDENTIALS_FILE")]
+    pub bootstrap_credentials_file: Option<PathBuf>,
     #[command(flatten)]
     pub common: CommonServerArgs,
 }
@@ -64,7 +92,32 @@ pub fn resolve(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
         Some(l) => l,
         None => config::DEFAULT_LISTEN.parse().context("default listen address")?,
     };
-    build_config(listen, database_url, args.db_max_connections.or(file.db_max_connections), &args.common, &file)
+    let Some(keyring) = keyring_from(&args.common, &file)? else {
+        bail!(
+            "no master key: set BERTH_MASTER_KEYS or --master-key-file (create one with `berth generate-master-key`); \
+             it encrypts the access-key secrets stored in the database"
+        );
+    };
+    build_config(
+        listen,
+        database_url,
+        args.db_max_connections.or(file.db_max_connections),
+        &args.common,
+        &file,
+        keyring,
+    )
+}
+
+/// The master key ring from flags/environment, a key file, or the config file.
+pub fn keyring_from(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Result<Option<Keyring>> {
+    let spec = if let Some(spec) = common.master_keys.clone().or(file.master_keys.clone()) {
+        spec
+    } else if let Some(path) = common.master_key_file.clone().or(file.master_key_file.clone()) {
+        std::fs::read_to_string(&path).with_context(|| format!("reading the master key file {}", path.display()))?
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(Keyring::parse(&spec)?))
 }
 
 pub fn build_config(
@@ -73,6 +126,7 @@ pub fn build_config(
     db_max_connections: Option<u32>,
     common: &CommonServerArgs,
     file: &FileConfig,
+    keyring: Keyring,
 ) -> anyhow::Result<ServerConfig> {
     let defaults = Limits::default();
     let limits = Limits {
@@ -97,7 +151,38 @@ pub fn build_config(
         log_format: common.log_format.or(file.log_format).unwrap_or_default(),
         limits,
         rate_limit,
+        auth: AuthSettings {
+            region: common.region.clone().or(file.region.clone()).unwrap_or_else(|| config::DEFAULT_REGION.to_owned()),
+            keyring,
+            sessions: session_settings(common, file)?,
+        },
     })
+}
+
+fn session_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Result<SessionSettings> {
+    let defaults = SessionSettings::default();
+    let secs = |v: Option<u64>, d: Duration| v.map_or(d, |s| Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX)));
+    let settings = SessionSettings {
+        default_lifetime: secs(
+            common.session_lifetime_seconds.or(file.session_lifetime_seconds),
+            defaults.default_lifetime,
+        ),
+        max_lifetime: secs(
+            common.session_max_lifetime_seconds.or(file.session_max_lifetime_seconds),
+            defaults.max_lifetime,
+        ),
+        rotation_period: common
+            .signing_key_rotation_hours
+            .or(file.signing_key_rotation_hours)
+            .map_or(defaults.rotation_period, |h| Duration::hours(i64::try_from(h).unwrap_or(24))),
+    };
+    if settings.default_lifetime < Duration::minutes(1) || settings.default_lifetime > settings.max_lifetime {
+        bail!("the session lifetime must be at least 60 s and at most the maximum lifetime");
+    }
+    if settings.rotation_period < Duration::hours(1) {
+        bail!("signing keys rotate at most hourly");
+    }
+    Ok(settings)
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -105,8 +190,25 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _telemetry = telemetry::init(config.log_format);
     let db = open_database(&config).await?;
     tracing::info!(backend = db.backend().as_str(), "database ready");
-    let app = App::new(db.clone(), config.limits.clone());
-    let server = BoundServer::bind(app, &config).await?;
+    let app = build_app(db.clone(), &config).await?;
+    let server = BoundServer::bind(app.clone(), &config).await?;
+    let endpoint = format!("http://{}", server.local_addr()?);
+    if let Some(boot) = app.bootstrap().await? {
+        let path = match &args.bootstrap_credentials_file {
+            Some(p) => p.clone(),
+            None => std::env::current_dir()?.join("berth-admin-credentials"),
+        };
+        let profile = Profile {
+            endpoint,
+            access_key_id: boot.key.access_key.access_key_id.clone(),
+            secret_access_key: boot.key.secret_access_key.clone(),
+            region: config.auth.region.clone(),
+        };
+        credentials::write_new(&path, "default", &profile)?;
+        // The path, never the secret.
+        tracing::info!(path = %path.display(), access_key_id = %profile.access_key_id, "empty database: created the operator account and its first admin key");
+        println!("Created the operator account; its admin credentials are in {}", path.display());
+    }
     tracing::info!(addr = %server.local_addr()?, "serving the Berth API");
     server.serve(super::shutdown_signal()).await?;
     db.close().await;

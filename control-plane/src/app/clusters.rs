@@ -7,6 +7,7 @@ use serde_json::json;
 use super::paging::{self, PageRequest};
 use super::{App, AppError, AppResult, IdempotencyRequest, Written, check_version, validate};
 use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize};
 use crate::store::clusters::{ClusterRow, NewCluster};
 use crate::store::{self, AccountScope, StoreError, Tx};
 
@@ -41,6 +42,7 @@ impl App {
     ) -> AppResult<Written<Cluster>> {
         validate::name("name", &req.name)?;
         validate::tags("tags", &req.tags)?;
+        authorize(principal, Action::CreateCluster, Some(&req.name))?;
         let scope = principal.scope();
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
@@ -62,18 +64,23 @@ impl App {
     }
 
     pub async fn list_clusters(&self, principal: &Principal, page: &Page) -> AppResult<ListClustersResponse> {
+        authorize(principal, Action::ReadCluster, None)?;
         let page = PageRequest::<ClusterId>::parse(page.limit, page.next_token.as_deref())?;
         let mut tx = self.db().begin_read().await?;
-        let rows = store::clusters::list(&mut tx, principal.scope(), page.after, page.fetch_limit()).await?;
+        // A key restricted to clusters lists only those.
+        let only = principal.clusters.as_deref();
+        let rows = store::clusters::list(&mut tx, principal.scope(), only, page.after, page.fetch_limit()).await?;
         tx.rollback().await?;
         let (rows, next_token) = paging::finish(rows, page.limit, ClusterRow::cluster_id);
         Ok(ListClustersResponse { clusters: rows.into_iter().map(to_wire).collect(), next_token })
     }
 
     pub async fn get_cluster(&self, principal: &Principal, cluster: &str) -> AppResult<Cluster> {
+        authorize(principal, Action::ReadCluster, None)?;
         let mut tx = self.db().begin_read().await?;
         let row = resolve(&mut tx, principal.scope(), cluster).await?;
         tx.rollback().await?;
+        authorize(principal, Action::ReadCluster, Some(&row.name))?;
         Ok(to_wire(row))
     }
 
@@ -85,14 +92,16 @@ impl App {
         req: UpdateClusterRequest,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<Cluster>> {
+        authorize(principal, Action::UpdateCluster, None)?;
         if let Some(tags) = &req.tags {
             validate::tags("tags", tags)?;
         }
         let scope = principal.scope();
-        let cluster = cluster.to_owned();
+        let (cluster, principal) = (cluster.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
                 let row = resolve(tx, scope, &cluster).await?;
+                authorize(&principal, Action::UpdateCluster, Some(&row.name))?;
                 check_version("cluster", if_match, row.version)?;
                 let Some(tags) = req.tags else {
                     return Ok(to_wire(row));
@@ -118,16 +127,25 @@ impl App {
         if_match: Option<i64>,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<()>> {
+        authorize(principal, Action::DeleteCluster, None)?;
         let scope = principal.scope();
-        let cluster = cluster.to_owned();
+        let (cluster, principal) = (cluster.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
                 let row = resolve(tx, scope, &cluster).await?;
+                authorize(&principal, Action::DeleteCluster, Some(&row.name))?;
                 check_version("cluster", if_match, row.version)?;
                 let active = store::tasks::count_active_in_cluster(tx, scope, row.cluster_id()).await?;
                 if active > 0 {
                     return Err(AppError::InUse(format!(
                         "cluster {:?} still has {active} task(s) that are not STOPPED; stop them first",
+                        row.name
+                    )));
+                }
+                let hosts = store::hosts::count_in_cluster(tx, scope, row.cluster_id()).await?;
+                if hosts > 0 {
+                    return Err(AppError::InUse(format!(
+                        "cluster {:?} still has {hosts} registered host(s); deregister them first",
                         row.name
                     )));
                 }

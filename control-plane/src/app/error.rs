@@ -31,6 +31,9 @@ pub enum AppError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// Authentication failed with a specific code (SigV4 and token errors).
+    #[error("{message}")]
+    Auth { code: berth_api::ErrorCode, message: String },
     #[error("{0}")]
     AccessDenied(String),
     #[error("too many requests; retry in {retry_after_secs} s")]
@@ -63,6 +66,10 @@ impl AppError {
     /// same transaction (another replica or request got there first).
     pub fn concurrent(kind: &'static str) -> Self {
         AppError::InUse(format!("the {kind} was changed by another request at the same time; retry"))
+    }
+
+    pub fn auth(code: berth_api::ErrorCode, message: impl Into<String>) -> Self {
+        AppError::Auth { code, message: message.into() }
     }
 
     pub fn not_found(kind: &'static str, id: impl Into<String>) -> Self {

@@ -5,11 +5,13 @@ use berth_api::events::{Event, ListEventsQuery, ListEventsResponse};
 
 use super::{App, AppError, AppResult};
 use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize};
 use crate::store;
 
 impl App {
     /// Events after the cursor, oldest first.
     pub async fn list_events(&self, principal: &Principal, query: &ListEventsQuery) -> AppResult<ListEventsResponse> {
+        authorize(principal, Action::ReadEvents, None)?;
         let after = query.after.unwrap_or(0);
         if after < 0 {
             return Err(AppError::bad_request(Some("after"), "after must be a sequence number >= 0"));

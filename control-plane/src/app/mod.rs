@@ -1,18 +1,22 @@
 //! The app layer: what each API operation means, independent of HTTP.
 //! Handlers call one function here; functions here call the store.
 
+pub mod access_keys;
+pub mod accounts;
+pub mod audit;
 pub mod clusters;
 mod error;
 pub mod events;
 pub mod lifecycle;
 pub mod paging;
+pub mod registration;
+pub mod sessions;
 pub mod task_definitions;
 pub mod tasks;
 pub mod validate;
 
 use std::sync::Arc;
 
-use berth_api::AccountId;
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +24,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::{AppError, AppResult};
 
+use crate::auth::AuthConfig;
 use crate::store::idempotency::{self, Claim};
 use crate::store::{self, AccountScope, Db, Tx};
 
@@ -49,6 +54,9 @@ pub struct App {
 struct Inner {
     db: Db,
     limits: Limits,
+    auth: AuthConfig,
+    /// When each key's last use was last written, to write it at most once a minute.
+    key_use: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
 }
 
 /// A client's idempotency key together with a fingerprint of the request it
@@ -57,6 +65,8 @@ struct Inner {
 pub struct IdempotencyRequest {
     pub key: String,
     pub request_hash: String,
+    /// The response carries a secret: keep it encrypted under the master key.
+    pub sensitive: bool,
 }
 
 impl IdempotencyRequest {
@@ -73,7 +83,12 @@ impl IdempotencyRequest {
         hash.update(operation.as_bytes());
         hash.update([0]);
         hash.update(serde_json::to_vec(body).map_err(|e| AppError::Internal(e.to_string()))?);
-        Ok(Self { key, request_hash: hex::encode(hash.finalize()) })
+        Ok(Self { key, request_hash: hex::encode(hash.finalize()), sensitive: false })
+    }
+
+    pub fn sensitive(mut self) -> Self {
+        self.sensitive = true;
+        self
     }
 }
 
@@ -86,8 +101,37 @@ pub struct Written<T> {
 }
 
 impl App {
-    pub fn new(db: Db, limits: Limits) -> Self {
-        Self { inner: Arc::new(Inner { db, limits }) }
+    pub fn new(db: Db, limits: Limits, auth: AuthConfig) -> Self {
+        Self { inner: Arc::new(Inner { db, limits, auth, key_use: Default::default() }) }
+    }
+
+    pub fn auth(&self) -> &AuthConfig {
+        &self.inner.auth
+    }
+
+    /// Records an access key's use (time and source address) in the
+    /// background, at most once a minute per key per replica.
+    pub(crate) fn note_key_use(&self, key: uuid::Uuid, ip: Option<String>) {
+        let now = std::time::Instant::now();
+        {
+            let Ok(mut seen) = self.inner.key_use.lock() else { return };
+            if seen.get(&key).is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(60)) {
+                return;
+            }
+            seen.insert(key, now);
+        }
+        let db = self.inner.db.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let mut tx = db.begin_write().await?;
+                store::access_keys::touch(&mut tx, key, store::now(), ip.as_deref()).await?;
+                tx.commit().await
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "could not record an access key's last use");
+            }
+        });
     }
 
     pub fn db(&self) -> &Db {
@@ -121,7 +165,9 @@ impl App {
                     if row.request_hash != idem.request_hash {
                         return Err(AppError::IdempotencyKeyReused);
                     }
-                    let value = serde_json::from_value(row.response_body.0)
+                    let body =
+                        if idem.sensitive { self.open_sealed(&row.response_body.0)? } else { row.response_body.0 };
+                    let value = serde_json::from_value(body)
                         .map_err(|e| AppError::Internal(format!("stored idempotent response unreadable: {e}")))?;
                     return Ok(Written { value, replayed: true });
                 }
@@ -129,36 +175,25 @@ impl App {
         }
         let value = work(&mut tx).await?;
         if let Some(idem) = idem {
-            let body = serde_json::to_value(&value).map_err(|e| AppError::Internal(e.to_string()))?;
+            let mut body = serde_json::to_value(&value).map_err(|e| AppError::Internal(e.to_string()))?;
+            if idem.sensitive {
+                let (master_key_id, ciphertext) = self.auth().keyring.encrypt(body.to_string().as_bytes());
+                body = serde_json::json!({"sealed": ciphertext, "master_key_id": master_key_id});
+            }
             idempotency::complete(&mut tx, scope, &idem.key, 200, body).await?;
         }
         tx.commit().await?;
         Ok(Written { value, replayed: false })
     }
+}
 
-    /// Creates an account. Accounts are managed by the operator; until the
-    /// authentication issue adds the API for it, `berth dev` and tests call this.
-    pub async fn create_account(&self, name: &str) -> AppResult<AccountId> {
-        validate::name("name", name)?;
-        let mut tx = self.db().begin_write().await?;
-        let id = AccountId::generate();
-        match store::accounts::insert(&mut tx, id, name, store::now()).await {
-            Ok(_) => {}
-            Err(store::StoreError::UniqueViolation(_)) => {
-                return Err(AppError::AlreadyExists { kind: "account", name: name.into(), field: "name" });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tx.commit().await?;
-        Ok(id)
-    }
-
-    /// Finds an account by name.
-    pub async fn account_by_name(&self, name: &str) -> AppResult<Option<AccountId>> {
-        let mut tx = self.db().begin_read().await?;
-        let row = store::accounts::get_by_name(&mut tx, name).await?;
-        tx.rollback().await?;
-        Ok(row.map(|r| r.account_id()))
+impl App {
+    fn open_sealed(&self, sealed: &serde_json::Value) -> AppResult<serde_json::Value> {
+        let (Some(ct), Some(kid)) = (sealed["sealed"].as_str(), sealed["master_key_id"].as_str()) else {
+            return Err(AppError::Internal("sealed idempotent response malformed".into()));
+        };
+        let plain = self.auth().keyring.decrypt(kid, ct).map_err(|e| AppError::Internal(e.to_string()))?;
+        serde_json::from_slice(&plain).map_err(|e| AppError::Internal(e.to_string()))
     }
 }
 

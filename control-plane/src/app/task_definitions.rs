@@ -12,6 +12,7 @@ use serde_json::json;
 use super::paging::{self, PageRequest};
 use super::{App, AppError, AppResult, IdempotencyRequest, Limits, Written, check_version, validate};
 use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize};
 use crate::store::task_definitions::{FamilyRow, TaskDefinitionRow};
 use crate::store::{self, AccountScope, Tx};
 
@@ -373,6 +374,7 @@ impl App {
         mut req: RegisterTaskDefinitionRequest,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<TaskDefinition>> {
+        authorize(principal, Action::RegisterTaskDefinition, None)?;
         validate_definition(&req, self.limits())?;
         // The client token is a property of the call, not of the definition.
         req.client_token = None;
@@ -411,6 +413,7 @@ impl App {
         principal: &Principal,
         page: &Page,
     ) -> AppResult<ListTaskDefinitionFamiliesResponse> {
+        authorize(principal, Action::ReadTaskDefinition, None)?;
         let page = PageRequest::<String>::parse(page.limit, page.next_token.as_deref())?;
         let mut tx = self.db().begin_read().await?;
         let rows = store::task_definitions::list_families(
@@ -427,6 +430,7 @@ impl App {
 
     /// The latest ACTIVE revision of a family.
     pub async fn get_task_definition(&self, principal: &Principal, family: &str) -> AppResult<TaskDefinition> {
+        authorize(principal, Action::ReadTaskDefinition, None)?;
         let (family, revision) = parse_reference("family", family)?;
         let mut tx = self.db().begin_read().await?;
         let row = resolve(&mut tx, principal.scope(), &family, revision).await?;
@@ -440,6 +444,7 @@ impl App {
         family: &str,
         revision: i64,
     ) -> AppResult<TaskDefinition> {
+        authorize(principal, Action::ReadTaskDefinition, None)?;
         let mut tx = self.db().begin_read().await?;
         let row = resolve(&mut tx, principal.scope(), family, Some(revision)).await?;
         tx.rollback().await?;
@@ -452,6 +457,7 @@ impl App {
         family: &str,
         page: &Page,
     ) -> AppResult<ListTaskDefinitionsResponse> {
+        authorize(principal, Action::ReadTaskDefinition, None)?;
         let page = PageRequest::<i64>::parse(page.limit, page.next_token.as_deref())?;
         let scope = principal.scope();
         let mut tx = self.db().begin_read().await?;
@@ -477,6 +483,7 @@ impl App {
         if_match: Option<i64>,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<TaskDefinition>> {
+        authorize(principal, Action::DeregisterTaskDefinition, None)?;
         let scope = principal.scope();
         let family = family.to_owned();
         self.write(scope, idem, move |tx| {
@@ -515,6 +522,7 @@ impl App {
         if_match: Option<i64>,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<()>> {
+        authorize(principal, Action::DeleteTaskDefinition, None)?;
         let scope = principal.scope();
         let family = family.to_owned();
         self.write(scope, idem, move |tx| {

@@ -16,6 +16,7 @@ use super::{
     validate,
 };
 use crate::auth::Principal;
+use crate::auth::policy::{Action, authorize};
 use crate::store::tasks::{NewTask, StateChange, TaskFilter, TaskRow};
 use crate::store::{self, AccountScope, Tx};
 
@@ -122,6 +123,7 @@ impl App {
         req: RunTaskRequest,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<RunTaskResponse>> {
+        authorize(principal, Action::RunTask, None)?;
         if req.count == 0 || req.count > MAX_RUN_COUNT {
             return Err(AppError::validation("count", format!("count must be 1-{MAX_RUN_COUNT}, got {}", req.count)));
         }
@@ -131,10 +133,11 @@ impl App {
         }
         validate::tags("tags", &req.tags)?;
         let scope = principal.scope();
-        let cluster = cluster.to_owned();
+        let (cluster, principal) = (cluster.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
                 let cluster = clusters::resolve(tx, scope, &cluster).await?;
+                authorize(&principal, Action::RunTask, Some(&cluster.name))?;
                 let td = task_definitions::resolve(tx, scope, &family, revision).await?;
                 if td.status != "ACTIVE" {
                     return Err(AppError::validation(
@@ -205,10 +208,12 @@ impl App {
         cluster: &str,
         query: &ListTasksQuery,
     ) -> AppResult<ListTasksResponse> {
+        authorize(principal, Action::ReadTask, None)?;
         let page = PageRequest::<TaskId>::parse(query.limit, query.next_token.as_deref())?;
         let scope = principal.scope();
         let mut tx = self.db().begin_read().await?;
         let cluster = clusters::resolve(&mut tx, scope, cluster).await?;
+        authorize(principal, Action::ReadTask, Some(&cluster.name))?;
         let filter = TaskFilter {
             desired_status: query.desired_status,
             last_status: query.last_status,
@@ -224,9 +229,11 @@ impl App {
     }
 
     pub async fn get_task(&self, principal: &Principal, cluster: &str, task: &str) -> AppResult<Task> {
+        authorize(principal, Action::ReadTask, None)?;
         let mut tx = self.db().begin_read().await?;
         let row = resolve_task(&mut tx, principal.scope(), cluster, task).await?;
         tx.rollback().await?;
+        authorize(principal, Action::ReadTask, Some(&row.cluster_name))?;
         to_wire(row)
     }
 
@@ -242,14 +249,16 @@ impl App {
         if_match: Option<i64>,
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<Task>> {
+        authorize(principal, Action::StopTask, None)?;
         if let Some(reason) = &req.reason {
             validate::text("reason", reason, 255)?;
         }
         let scope = principal.scope();
-        let (cluster, task) = (cluster.to_owned(), task.to_owned());
+        let (cluster, task, principal) = (cluster.to_owned(), task.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
                 let row = resolve_task(tx, scope, &cluster, &task).await?;
+                authorize(&principal, Action::StopTask, Some(&row.cluster_name))?;
                 check_version("task", if_match, row.version)?;
                 let from = row.last_status()?;
                 if row.desired_status()? == DesiredStatus::Stopped {

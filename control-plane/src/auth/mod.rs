@@ -1,30 +1,43 @@
-//! Who is calling. Every API handler receives a [`Principal`] from an
-//! extractor; no handler reads identity any other way.
+//! Who is calling, and what they may do.
 //!
-//! Authentication proper (SigV4 access keys and JWT sessions) is the
-//! authentication issue's work. Until it lands, the only authenticator is
-//! [`dev::DevAuthenticator`], which trusts a header naming the account and
-//! must never face an untrusted network.
+//! Every API request is authenticated before it reaches a handler, by one of:
+//! - AWS Signature Version 4 with an access key (`sigv4`), in the
+//!   Authorization header or a presigned URL;
+//! - a session JWT (`session`) in `Authorization: Bearer`;
+//! - on the agent endpoints only, a host credential (`Authorization: BerthHost`).
+//!
+//! Handlers receive the resulting [`Principal`] (or [`HostPrincipal`]) from an
+//! extractor; [`policy::authorize`] decides what it may do.
 
-pub mod dev;
+pub mod keyring;
+pub mod policy;
+pub mod session;
+pub mod sigv4;
 
-use berth_api::{AccessKeyId, AccountId};
+use std::sync::Arc;
 
-use crate::store::AccountScope;
+use berth_api::auth::Role;
+use berth_api::{AccountId, ClusterId, ErrorCode, HostId};
+use http::request::Parts;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-/// What a principal may do within its account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Everything in its account.
-    Admin,
-}
+use crate::app::{App, AppError, AppResult};
+use crate::store::{self, AccountScope};
 
-/// An authenticated caller.
+/// An authenticated caller of the tenant API.
 #[derive(Clone, Debug)]
 pub struct Principal {
     pub account_id: AccountId,
-    pub key_id: Option<AccessKeyId>,
+    /// The access key used (directly, or the one the session was made from).
+    pub access_key_id: Option<String>,
     pub role: Role,
+    /// When set, the only clusters this principal may touch.
+    pub clusters: Option<Vec<String>>,
+    /// Whether the account is the operator's.
+    pub is_operator: bool,
+    /// Authenticated with a session token rather than a signature.
+    pub via_session: bool,
 }
 
 impl Principal {
@@ -32,4 +45,148 @@ impl Principal {
     pub fn scope(&self) -> AccountScope {
         AccountScope::new(self.account_id)
     }
+}
+
+/// An authenticated host agent: it may reach only its own host's endpoints.
+#[derive(Clone, Debug)]
+pub struct HostPrincipal {
+    pub host_id: HostId,
+    pub account_id: AccountId,
+    pub cluster_id: ClusterId,
+}
+
+pub const HOST_SCHEME: &str = "BerthHost";
+
+/// Settings of authentication.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// The SigV4 region requests must be signed for.
+    pub region: String,
+    pub keyring: Arc<keyring::Keyring>,
+    pub sessions: session::Sessions,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Random secret material as URL-safe text.
+pub fn random_token(bytes: usize) -> String {
+    use base64::Engine as _;
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// Authenticates a tenant API request (SigV4 or bearer session).
+pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Option<&str>) -> AppResult<Principal> {
+    let auth = app.auth();
+    let authorization = parts.headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
+        let claims = auth.sessions.verify(app.db(), token.trim()).await?;
+        let principal = principal_for_key(app, &claims.sub, true, source_ip).await?;
+        return Ok(principal);
+    }
+    let presented = match sigv4::parse(&parts.uri, &parts.headers)? {
+        Some(p) => p,
+        None => {
+            return Err(match authorization {
+                None => AppError::auth(
+                    ErrorCode::MissingAuthenticationToken,
+                    "the request carries no credentials: sign it with SigV4 or send a Bearer session token",
+                ),
+                Some(_) => AppError::auth(
+                    ErrorCode::MissingAuthenticationToken,
+                    "unsupported Authorization scheme: use AWS4-HMAC-SHA256 (SigV4) or Bearer",
+                ),
+            });
+        }
+    };
+    presented.check_shape(&auth.region, time::OffsetDateTime::now_utc())?;
+    let mut tx = app.db().begin_read().await?;
+    let key = store::access_keys::find_for_authentication(&mut tx, &presented.access_key_id).await?;
+    tx.rollback().await?;
+    let key = key
+        .filter(|k| k.status == "ACTIVE")
+        .ok_or_else(|| AppError::auth(ErrorCode::InvalidAccessKeyId, "no active access key has this id"))?;
+    let secret = auth
+        .keyring
+        .decrypt(&key.master_key_id, &key.secret_ciphertext)
+        .map_err(|e| AppError::Internal(format!("access key {}: {e}", key.access_key_id)))?;
+    let secret = String::from_utf8(secret).map_err(|_| AppError::Internal("stored secret is not UTF-8".into()))?;
+    presented.verify(parts.method.as_str(), &parts.uri, &parts.headers, body, &secret)?;
+    principal_for_key(app, &key.access_key_id, false, source_ip).await
+}
+
+/// Loads the key and its account and checks both are active. Used for
+/// sessions on every request, so deactivating a key ends its sessions at once.
+async fn principal_for_key(
+    app: &App,
+    access_key_id: &str,
+    via_session: bool,
+    source_ip: Option<&str>,
+) -> AppResult<Principal> {
+    let mut tx = app.db().begin_read().await?;
+    let key = store::access_keys::find_for_authentication(&mut tx, access_key_id).await?;
+    let key = match key {
+        Some(k) if k.status == "ACTIVE" => k,
+        _ => {
+            tx.rollback().await?;
+            return Err(if via_session {
+                AppError::auth(ErrorCode::InvalidToken, "the session's access key is no longer active")
+            } else {
+                AppError::auth(ErrorCode::InvalidAccessKeyId, "no active access key has this id")
+            });
+        }
+    };
+    let account = store::accounts::get(&mut tx, AccountId(key.account_id)).await?;
+    tx.rollback().await?;
+    let account = account.ok_or_else(|| AppError::Internal("access key without account".into()))?;
+    if account.status != "ACTIVE" {
+        return Err(AppError::auth(ErrorCode::AccountSuspended, "the account is suspended; contact the operator"));
+    }
+    let role = Role::parse(&key.role).ok_or_else(|| AppError::Internal(format!("unknown role {:?}", key.role)))?;
+    app.note_key_use(key.id, source_ip.map(str::to_owned));
+    Ok(Principal {
+        account_id: account.account_id(),
+        access_key_id: Some(key.access_key_id),
+        role,
+        clusters: key.cluster_scope.map(|c| c.0),
+        is_operator: account.is_operator,
+        via_session,
+    })
+}
+
+/// Authenticates an agent request: `Authorization: BerthHost <host-id>.<secret>`.
+pub async fn authenticate_host(app: &App, parts: &Parts) -> AppResult<HostPrincipal> {
+    let header = parts.headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+        AppError::auth(ErrorCode::MissingAuthenticationToken, "agent endpoints need a host credential")
+    })?;
+    let credential = header
+        .strip_prefix(HOST_SCHEME)
+        .and_then(|r| r.strip_prefix(' '))
+        .ok_or_else(|| AppError::AccessDenied("agent endpoints accept only host credentials (BerthHost)".into()))?;
+    let (host, secret) = credential
+        .trim()
+        .split_once('.')
+        .ok_or_else(|| AppError::AccessDenied("a host credential is <host-id>.<secret>".into()))?;
+    let host_id: HostId =
+        host.parse().map_err(|_| AppError::AccessDenied("the host credential is not valid".into()))?;
+    let mut tx = app.db().begin_read().await?;
+    let row = store::hosts::find_for_authentication(&mut tx, host_id).await?;
+    let account = match &row {
+        Some(r) => store::accounts::get(&mut tx, AccountId(r.account_id)).await?,
+        None => None,
+    };
+    tx.rollback().await?;
+    let row = row.ok_or_else(|| AppError::AccessDenied("the host credential is not valid".into()))?;
+    let given = sha256_hex(secret.as_bytes());
+    if !bool::from(given.as_bytes().ct_eq(row.credential_hash.as_bytes())) || row.status == "DEREGISTERED" {
+        return Err(AppError::AccessDenied("the host credential is not valid".into()));
+    }
+    if account.is_none_or(|a| a.status != "ACTIVE") {
+        return Err(AppError::auth(ErrorCode::AccountSuspended, "the account is suspended"));
+    }
+    Ok(HostPrincipal { host_id, account_id: AccountId(row.account_id), cluster_id: ClusterId(row.cluster_id) })
 }

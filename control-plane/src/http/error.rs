@@ -24,8 +24,13 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
         ErrorCode::ValidationError => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::MissingAuthenticationToken => StatusCode::UNAUTHORIZED,
-        ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
+        ErrorCode::MissingAuthenticationToken | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+        ErrorCode::AccessDenied
+        | ErrorCode::AccountSuspended
+        | ErrorCode::InvalidAccessKeyId
+        | ErrorCode::SignatureDoesNotMatch
+        | ErrorCode::RequestExpired
+        | ErrorCode::IncompleteSignature => StatusCode::FORBIDDEN,
         ErrorCode::ResourceNotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::ResourceAlreadyExists
@@ -63,6 +68,7 @@ impl IntoResponse for AppError {
             AppError::UnsupportedMediaType(_) => (ErrorCode::UnsupportedMediaType, None),
             AppError::Unauthenticated(_) => (ErrorCode::MissingAuthenticationToken, None),
             AppError::AccessDenied(_) => (ErrorCode::AccessDenied, None),
+            AppError::Auth { code, .. } => (code, None),
             AppError::Throttled { retry_after_secs, limit } => {
                 let mut resp = draft_response(ErrorCode::ThrottlingException, message, None);
                 let headers = resp.headers_mut();

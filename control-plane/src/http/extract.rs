@@ -20,14 +20,8 @@ pub struct OptionalJson<T>(pub T);
 
 async fn read_body(state: &AppState, req: Request, allow_empty: bool) -> Result<Option<axum::body::Bytes>, AppError> {
     let limit = state.app.limits().max_body_bytes;
-    if let Some(len) =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok())
-        && len > limit
-    {
-        return Err(too_large(limit));
-    }
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = axum::body::to_bytes(req.into_body(), limit).await.map_err(|_| too_large(limit))?;
+    let bytes = read_limited(req.into_body(), limit).await?;
     if bytes.is_empty() && allow_empty {
         return Ok(None);
     }
@@ -42,6 +36,39 @@ async fn read_body(state: &AppState, req: Request, allow_empty: bool) -> Result<
         )));
     }
     Ok(Some(bytes))
+}
+
+/// How much of an oversized body is read and thrown away before answering
+/// 413, so the client sees the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads a body of at most `limit` bytes. A larger one is refused with 413
+/// after being drained, so the connection stays usable for the next request.
+pub async fn read_limited(body: axum::body::Body, limit: usize) -> Result<axum::body::Bytes, AppError> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut buf = bytes_buf(limit);
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| AppError::bad_request(None, format!("the request body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            } else if total > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if total > limit {
+        return Err(too_large(limit));
+    }
+    Ok(axum::body::Bytes::from(buf))
+}
+
+fn bytes_buf(limit: usize) -> Vec<u8> {
+    Vec::with_capacity(limit.min(64 << 10))
 }
 
 fn too_large(limit: usize) -> AppError {
@@ -108,7 +135,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        // A presigned URL's own parameters belong to authentication, not to the operation.
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(query.as_bytes()).into_owned().filter(|(k, _)| !k.starts_with("X-Amz-")).collect();
+        let filtered = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(filtered.as_bytes()));
         serde_path_to_error::deserialize::<_, T>(de).map(ApiQuery).map_err(|err| {
             let inner = err.into_inner().to_string();
             let field = inner.split('`').nth(1).map(str::to_owned);

@@ -98,23 +98,72 @@ fn render_error(
     resp
 }
 
-/// Authenticates the request and applies the account's rate limit; the
-/// principal is left in the request extensions for the handler's extractor.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let principal = match state.auth.authenticate(&state.app, authorization.as_deref()).await {
+fn source_ip(req: &Request) -> Option<String> {
+    req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string())
+}
+
+/// Authenticates a tenant API request, applies the account's rate limit, and
+/// records mutating calls in the audit log. The body is read here (under the
+/// size limit) because a SigV4 signature covers it.
+pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = source_ip(&req);
+    let (parts, body) = req.into_parts();
+    let bytes = match super::extract::read_limited(body, state.app.limits().max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let principal = match crate::auth::authenticate(&state.app, &parts, &bytes, ip.as_deref()).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     tracing::Span::current().record("account", tracing::field::display(principal.account_id));
-    if let Some(limiter) = &state.rate_limiter
+    let audited =
+        !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
+    let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
+    let resp = if let Some(limiter) = &state.rate_limiter
         && let Err(not_until) = limiter.limiter.check_key(&principal.account_id)
     {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return AppError::Throttled { retry_after_secs: retry_after_secs.max(1), limit: limiter.burst }.into_response();
+        AppError::Throttled { retry_after_secs: retry_after_secs.max(1), limit: limiter.burst }.into_response()
+    } else {
+        let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        req.extensions_mut().insert(principal.clone());
+        next.run(req).await
+    };
+    if audited {
+        let outcome =
+            resp.extensions().get::<ErrorDraft>().map_or_else(|| "Success".to_owned(), |d| d.code.to_string());
+        let record = crate::app::audit::AuditRecord {
+            account: principal.scope(),
+            access_key_id: principal.access_key_id.clone(),
+            action: route.as_deref().and_then(|r| super::operation_id(&method, r)).unwrap_or("unknown").to_owned(),
+            resource: path,
+            outcome,
+            status_code: resp.status().as_u16(),
+            source_ip: ip,
+            request_id,
+        };
+        // Written before the response goes out, so an acknowledged call always has its audit entry.
+        if let Err(e) = state.app.record_audit(record).await {
+            tracing::error!(error = %e, "could not write the audit log");
+        }
     }
-    req.extensions_mut().insert(principal);
+    resp
+}
+
+/// Authenticates a host agent on the agent endpoints.
+pub async fn authenticate_host(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let host = match crate::auth::authenticate_host(&state.app, &parts).await {
+        Ok(h) => h,
+        Err(e) => return e.into_response(),
+    };
+    req = Request::from_parts(parts, body);
+    tracing::Span::current().record("account", tracing::field::display(host.account_id));
+    req.extensions_mut().insert(host);
     next.run(req).await
 }
 

@@ -22,7 +22,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{App, Written};
-use crate::auth::dev::DevAuthenticator;
 
 /// Per-account request rate limit (a token bucket per account).
 pub struct AccountRateLimiter {
@@ -40,7 +39,6 @@ impl AccountRateLimiter {
 #[derive(Clone)]
 pub struct AppState {
     pub app: App,
-    pub auth: DevAuthenticator,
     pub rate_limiter: Option<Arc<AccountRateLimiter>>,
 }
 
@@ -56,6 +54,12 @@ pub struct AppState {
         (name = "task-definitions", description = "Families of immutable task-definition revisions"),
         (name = "tasks", description = "Runs of a task definition"),
         (name = "events", description = "The account's event log"),
+        (name = "accounts", description = "Tenant accounts (the operator's API)"),
+        (name = "access-keys", description = "Access keys for SigV4 signing"),
+        (name = "sessions", description = "Short-lived bearer tokens"),
+        (name = "registration-tokens", description = "Tokens host agents exchange for host credentials"),
+        (name = "audit", description = "Who did what"),
+        (name = "agent", description = "Endpoints for host agents"),
         (name = "system", description = "Health, readiness, metrics and this document"),
     ),
     components(schemas(berth_api::ErrorBody, berth_api::ErrorCode)),
@@ -63,8 +67,23 @@ pub struct AppState {
 struct ApiDoc;
 
 fn api_routes() -> OpenApiRouter<AppState> {
-    use handlers::{clusters, events, task_definitions, tasks};
+    use handlers::{
+        access_keys, accounts, audit, clusters, events, registration_tokens, sessions, task_definitions, tasks,
+    };
     OpenApiRouter::new()
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::get))
+        .routes(routes!(accounts::suspend))
+        .routes(routes!(accounts::reactivate))
+        .routes(routes!(accounts::create_admin_key))
+        .routes(routes!(access_keys::create, access_keys::list))
+        .routes(routes!(access_keys::get, access_keys::delete))
+        .routes(routes!(access_keys::deactivate))
+        .routes(routes!(access_keys::reactivate))
+        .routes(routes!(sessions::create))
+        .routes(routes!(audit::list))
+        .routes(routes!(registration_tokens::create, registration_tokens::list))
+        .routes(routes!(registration_tokens::revoke))
         .routes(routes!(clusters::create, clusters::list))
         .routes(routes!(clusters::get, clusters::update, clusters::delete))
         .routes(routes!(task_definitions::register, task_definitions::list_families))
@@ -78,9 +97,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(events::list))
 }
 
+/// Routes for host agents, authenticated by host credential.
+fn agent_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(handlers::agent::identity))
+}
+
+/// Routes without credentials.
 fn system_routes() -> OpenApiRouter<AppState> {
     use handlers::system;
     OpenApiRouter::new()
+        .routes(routes!(handlers::agent::register))
+        .routes(routes!(handlers::sessions::jwks))
         .routes(routes!(system::healthz))
         .routes(routes!(system::readyz))
         .routes(routes!(system::metrics))
@@ -97,17 +124,47 @@ pub fn router(state: AppState) -> Router {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, api) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
         .merge(api_routes())
+        .merge(agent_routes())
         .merge(system_routes())
         .split_for_parts();
     api
+}
+
+/// The operationId of a route, by method and path template: the audit log's action names.
+pub fn operation_id(method: &axum::http::Method, route: &str) -> Option<&'static str> {
+    static IDS: std::sync::OnceLock<std::collections::HashMap<(String, String), &'static str>> =
+        std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        let doc = openapi();
+        let mut ids = std::collections::HashMap::new();
+        for (path, item) in doc.paths.paths {
+            let ops = [
+                ("GET", item.get),
+                ("POST", item.post),
+                ("PUT", item.put),
+                ("PATCH", item.patch),
+                ("DELETE", item.delete),
+            ];
+            for (m, op) in ops {
+                if let Some(id) = op.and_then(|o| o.operation_id) {
+                    ids.insert((m.to_owned(), path.clone()), &*Box::leak(id.into_boxed_str()));
+                }
+            }
+        }
+        ids
+    })
+    .get(&(method.as_str().to_owned(), route.to_owned()))
+    .copied()
 }
 
 fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     // Install the metrics recorder before the first request is counted.
     let _ = metrics::handle();
     let api = api_routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate));
+    let agent =
+        agent_routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate_host));
     let (router, doc) =
-        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(system_routes()).split_for_parts();
+        OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(agent).merge(system_routes()).split_for_parts();
     let router = router
         .fallback(middleware::not_found)
         .with_state(state)

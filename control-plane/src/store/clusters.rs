@@ -97,10 +97,14 @@ pub async fn get_by_name(tx: &mut Tx, scope: AccountScope, name: &str) -> StoreR
 pub async fn list(
     tx: &mut Tx,
     scope: AccountScope,
+    only: Option<&[String]>,
     after: Option<ClusterId>,
     limit: u64,
 ) -> StoreResult<Vec<ClusterRow>> {
     let mut stmt = select(scope);
+    if let Some(names) = only {
+        stmt.and_where(Expr::col(Clusters::Name).is_in(names.iter().map(String::as_str)));
+    }
     if let Some(after) = after {
         stmt.and_where(Expr::col(Clusters::Id).gt(after.0));
     }

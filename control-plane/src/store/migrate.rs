@@ -12,12 +12,20 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use super::{Backend, Db, StoreError, StoreResult};
 
 /// (version, description, PostgreSQL SQL, SQLite SQL).
-pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../../../migrations/postgres/0001_foundation.sql"),
-    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
-)];
+pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../../migrations/postgres/0001_foundation.sql"),
+        include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "auth",
+        include_str!("../../../migrations/postgres/0002_auth.sql"),
+        include_str!("../../../migrations/sqlite/0002_auth.sql"),
+    ),
+];
 
 /// The newest schema version this build knows.
 pub fn latest_version() -> i64 {

@@ -8,12 +8,17 @@
 //! Every function that touches tenant data takes an [`AccountScope`] and a
 //! transaction, so a query cannot forget whose rows it may see.
 
+pub mod access_keys;
 pub mod accounts;
+pub mod audit;
 pub mod clusters;
 pub mod events;
+pub mod hosts;
 pub mod idempotency;
 pub mod migrate;
+pub mod registration_tokens;
 pub mod schema;
+pub mod signing_keys;
 pub mod task_definitions;
 pub mod tasks;
 
@@ -266,6 +271,16 @@ impl Tx {
                 sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(&mut **tx).await?
             }
         })
+    }
+
+    /// `SELECT COUNT(*) FROM <table> WHERE <conditions>`: pass a select with only its table and conditions.
+    pub async fn count(&mut self, mut stmt: sea_query::SelectStatement) -> StoreResult<i64> {
+        #[derive(FromRow)]
+        struct Count {
+            n: i64,
+        }
+        stmt.expr_as(sea_query::Expr::cust("COUNT(*)"), sea_query::Alias::new("n"));
+        Ok(self.fetch_one::<Count, _>(&stmt).await?.n)
     }
 
     pub async fn commit(self) -> StoreResult<()> {

@@ -9,6 +9,8 @@ pub enum Accounts {
     Name,
     Status,
     EventSeq,
+    IsOperator,
+    StatusReason,
     CreatedAt,
     UpdatedAt,
     Version,
@@ -101,5 +103,81 @@ pub enum IdempotencyRecords {
     RequestHash,
     ResponseStatus,
     ResponseBody,
+    CreatedAt,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum AccessKeys {
+    Table,
+    Id,
+    AccountId,
+    AccessKeyId,
+    SecretCiphertext,
+    MasterKeyId,
+    Role,
+    ClusterScope,
+    Status,
+    Description,
+    CreatedAt,
+    LastUsedAt,
+    LastUsedIp,
+    Version,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum SigningKeys {
+    Table,
+    Kid,
+    Algorithm,
+    PrivateCiphertext,
+    MasterKeyId,
+    PublicKey,
+    CreatedAt,
+    RetireAt,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum RegistrationTokens {
+    Table,
+    Id,
+    AccountId,
+    ClusterId,
+    TokenHash,
+    Description,
+    ExpiresAt,
+    MaxUses,
+    Uses,
+    Status,
+    CreatedAt,
+    Version,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum Hosts {
+    Table,
+    Id,
+    AccountId,
+    ClusterId,
+    RegistrationTokenId,
+    CredentialHash,
+    Hostname,
+    Status,
+    CreatedAt,
+    UpdatedAt,
+    Version,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum AuditEvents {
+    Table,
+    Id,
+    AccountId,
+    AccessKeyId,
+    Action,
+    Resource,
+    Outcome,
+    StatusCode,
+    SourceIp,
+    RequestId,
     CreatedAt,
 }

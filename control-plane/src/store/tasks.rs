@@ -208,18 +208,13 @@ pub async fn list(
 
 /// Counts tasks that are not STOPPED and whose `column` equals `value`.
 async fn count_active_where(tx: &mut Tx, scope: AccountScope, column: Tasks, value: Uuid) -> StoreResult<i64> {
-    #[derive(FromRow)]
-    struct Count {
-        n: i64,
-    }
     let stmt = Query::select()
-        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
         .from(Tasks::Table)
         .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
         .and_where(Expr::col(column).eq(value))
         .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
         .to_owned();
-    Ok(tx.fetch_one::<Count, _>(&stmt).await?.n)
+    tx.count(stmt).await
 }
 
 /// Tasks of the cluster that are not STOPPED.

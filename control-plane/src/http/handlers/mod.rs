@@ -1,16 +1,24 @@
 //! One module per resource; each handler extracts, calls one app function
 //! and responds.
 
+pub mod access_keys;
+pub mod accounts;
+pub mod agent;
+pub mod audit;
 pub mod clusters;
 pub mod events;
+pub mod registration_tokens;
+pub mod sessions;
 pub mod system;
 pub mod task_definitions;
 pub mod tasks;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::IntoParams;
 
-use crate::app::{AppResult, IdempotencyRequest};
+use crate::app::{AppResult, IdempotencyRequest, Written};
 
 /// Headers every mutating call accepts.
 #[derive(IntoParams)]
@@ -38,4 +46,13 @@ pub(crate) fn idempotency<B: Serialize>(
         Some(key) => IdempotencyRequest::new(key, operation, body).map(Some),
         None => Ok(None),
     }
+}
+
+/// A created resource without a version of its own (keys with secrets, tokens).
+pub(crate) fn created_json<T: Serialize>(w: Written<T>) -> Response {
+    let mut resp = (StatusCode::CREATED, axum::Json(&w.value)).into_response();
+    if w.replayed {
+        resp.headers_mut().insert(berth_api::IDEMPOTENT_REPLAYED_HEADER, axum::http::HeaderValue::from_static("true"));
+    }
+    resp
 }
