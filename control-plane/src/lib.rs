@@ -4,6 +4,8 @@
 //! - [`http`]: axum routes, extractors, middleware; maps errors to HTTP in one place.
 //! - [`app`]: what each API operation does, independent of HTTP.
 //! - [`store`]: durable state in PostgreSQL or SQLite, always scoped to one account.
+//! - [`auth`]: who is calling (SigV4, sessions, host credentials) and the policy.
+//! - [`placement`]: the pure placement engine.
 
 pub mod app;
 pub mod auth;
@@ -11,4 +13,8 @@ pub mod config;
 pub mod http;
 pub mod server;
 pub mod store;
+
+/// The placement engine (a pure crate in `control-plane/placement/`, so its
+/// benchmark builds without the server's dependencies).
+pub use berth_placement as placement;
 pub mod telemetry;

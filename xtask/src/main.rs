@@ -113,6 +113,19 @@ fn openapi() -> Result<()> {
     Ok(())
 }
 
-fn bench(_args: &[String]) -> Result<()> {
-    bail!("no benchmarks exist yet: the placement engine benchmark arrives with the placement issue")
+/// Benchmarks by name; each prints `BENCH <name> <metric>=<value>` lines.
+const BENCHES: &[(&str, &str, &str)] = &[("placement", "berth-placement", "placement")];
+
+fn bench(args: &[String]) -> Result<()> {
+    let wanted: Vec<&str> =
+        if args.is_empty() { BENCHES.iter().map(|b| b.0).collect() } else { args.iter().map(String::as_str).collect() };
+    for name in wanted {
+        let Some((_, package, target)) = BENCHES.iter().find(|b| b.0 == name) else {
+            bail!("unknown benchmark {name:?}; known: {}", BENCHES.iter().map(|b| b.0).collect::<Vec<_>>().join(", "));
+        };
+        let mut cmd = cargo();
+        cmd.args(["bench", "--quiet", "--package", package, "--bench", target]);
+        status(cmd, &format!("benchmark {name}"))?;
+    }
+    Ok(())
 }
