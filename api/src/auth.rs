@@ -221,6 +221,18 @@ pub struct ListRegistrationTokensResponse {
 pub struct RegisterHostRequest {
     pub registration_token: String,
     pub hostname: String,
+    /// CPU units (1024 per core) and memory (MiB) of the machine.
+    pub total: crate::hosts::Resources,
+    /// Kept back for the system and the agent.
+    #[serde(default)]
+    pub reserved: crate::hosts::Resources,
+    /// Inclusive range of host ports for dynamic port mappings (default 32768-60999).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_port_range: Option<[u16; 2]>,
+    /// `os`, `arch`, plus the operator's `--attribute key=value` pairs.
+    #[serde(default)]
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub agent_version: String,
 }
 
 /// What an agent keeps in its state dir: who it is and how to prove it.

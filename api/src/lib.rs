@@ -10,6 +10,7 @@ pub mod clusters;
 pub mod common;
 pub mod error;
 pub mod events;
+pub mod hosts;
 pub mod ids;
 pub mod task_definitions;
 pub mod tasks;

@@ -168,6 +168,15 @@ pub struct RunTaskRequest {
     pub tags: Tags,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_token: Option<String>,
+    /// Ordered tie-breakers; default spread over `host.id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_strategy: Vec<crate::hosts::PlacementStrategy>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub placement_constraints: Vec<crate::hosts::PlacementConstraint>,
+    /// Keep tasks that cannot be placed now in PROVISIONING and place them when
+    /// capacity appears, instead of reporting them in `failures[]`.
+    #[serde(default)]
+    pub queue: bool,
 }
 
 fn default_count() -> u32 {
@@ -199,6 +208,9 @@ pub struct Task {
     pub stop_code: Option<StopCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_reason: Option<String>,
+    /// The decision that put the task on its host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::hosts::PlacementDecision>,
     pub tags: Tags,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

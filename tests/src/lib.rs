@@ -125,6 +125,13 @@ impl TestDb {
         TestDb { db, url, _dir: None }
     }
 
+    /// Another connection pool to an existing test database (a second replica).
+    pub async fn attach(url: &str) -> TestDb {
+        init();
+        let db = Db::connect(url, &PoolOptions::default()).await.expect("connect");
+        TestDb { db, url: url.to_owned(), _dir: None }
+    }
+
     /// A new SQLite database in a temporary directory.
     pub async fn sqlite() -> TestDb {
         init();
@@ -415,6 +422,20 @@ impl Client {
             secret: key["secret_access_key"].as_str().expect("secret").to_owned(),
             region: region.clone(),
         })
+    }
+
+    /// Registers a host in the cluster through a fresh registration token, as an agent would.
+    pub async fn add_host(&self, cluster: &str, cpu: u32, memory: u32, attributes: Value) -> Value {
+        let token =
+            self.post(&format!("/v1/clusters/{cluster}/registration-tokens"), serde_json::json!({})).await.expect(201);
+        let anon = self.with_auth(Auth::None);
+        anon.post(
+            "/v1/agent/register",
+            serde_json::json!({"registration_token": token["token"], "hostname": format!("host-{}", uuid::Uuid::now_v7()),
+                   "total": {"cpu": cpu, "memory": memory}, "attributes": attributes, "agent_version": "test"}),
+        )
+        .await
+        .expect(201)
     }
 
     /// A client using a session token made from this client's key.

@@ -27,16 +27,19 @@ async fn idempotent_replay(backend: Backend) {
 
     // client_token in the body works the same way, for RunTask too.
     c.register("web").await;
-    let body = json!({"task_definition": "web", "count": 2, "client_token": "run-1"});
+    let body = json!({"task_definition": "web", "queue": true, "count": 2, "client_token": "run-1"});
     let a = c.post("/v1/clusters/prod/tasks", body.clone()).await.expect(201);
     let b = c.post("/v1/clusters/prod/tasks", body).await;
     assert_eq!(b.header("idempotent-replayed"), Some("true"));
     assert_eq!(b.expect(201), a);
     let tasks = c.get("/v1/clusters/prod/tasks").await.expect(200);
     assert_eq!(tasks["tasks"].as_array().expect("tasks").len(), 2);
-    c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "count": 1, "client_token": "run-1"}))
-        .await
-        .expect_error(409, "IdempotencyKeyReused");
+    c.post(
+        "/v1/clusters/prod/tasks",
+        json!({"task_definition": "web", "queue": true, "count": 1, "client_token": "run-1"}),
+    )
+    .await
+    .expect_error(409, "IdempotencyKeyReused");
 
     // A key is per account: another tenant's identical key is independent.
     let other = s.tenant("globex").await;
@@ -159,7 +162,7 @@ async fn another_accounts_resources_are_not_found(backend: Backend) {
     let b = s.tenant("globex").await;
     let cluster = a.create_cluster("prod").await;
     a.register("web").await;
-    let run = a.post("/v1/clusters/prod/tasks", json!({"task_definition": "web"})).await.expect(201);
+    let run = a.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
     let task = run["tasks"][0]["id"].as_str().expect("id").to_owned();
     let cid = cluster["id"].as_str().expect("id");
 

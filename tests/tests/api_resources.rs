@@ -40,7 +40,7 @@ async fn cluster_delete_is_refused_while_tasks_run(backend: Backend) {
     let c = s.tenant("acme").await;
     c.create_cluster("prod").await;
     c.register("web").await;
-    let run = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web"})).await.expect(201);
+    let run = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
     let task = run["tasks"][0]["id"].as_str().expect("task id").to_owned();
     assert_eq!(c.get("/v1/clusters/prod").await.expect(200)["active_tasks_count"], 1);
     let refused = c.delete("/v1/clusters/prod").await.expect_error(409, "ResourceInUse");
@@ -113,7 +113,7 @@ async fn task_definition_in_use_cannot_be_deleted(backend: Backend) {
     let c = s.tenant("acme").await;
     c.create_cluster("prod").await;
     c.register("web").await;
-    c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web:1"})).await.expect(201);
+    c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web:1", "queue": true})).await.expect(201);
     // A PROVISIONING task is "not STOPPED": the revision is in use even after deregistering.
     c.post("/v1/task-definitions/web/revisions/1/deregister", json!({})).await.expect(200);
     c.delete("/v1/task-definitions/web/revisions/1").await.expect_error(409, "ResourceInUse");
@@ -128,7 +128,7 @@ async fn run_list_get_and_stop_tasks(backend: Backend) {
     let run = c
         .post(
             "/v1/clusters/prod/tasks",
-            json!({"task_definition": "web", "count": 3, "started_by": "job-7", "tags": {"k": "v"},
+            json!({"task_definition": "web", "queue": true, "count": 3, "started_by": "job-7", "tags": {"k": "v"},
                    "overrides": {"container_overrides": [{"name": "app", "memory": 128, "environment": {"MODE": "x"}}]}}),
         )
         .await
@@ -146,7 +146,9 @@ async fn run_list_get_and_stop_tasks(backend: Backend) {
         assert_eq!(t["containers"][0]["last_status"], "PROVISIONING");
         assert_eq!(t["overrides"]["container_overrides"][0]["environment"]["MODE"], "x");
     }
-    c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "started_by": "other"})).await.expect(201);
+    c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true, "started_by": "other"}))
+        .await
+        .expect(201);
 
     let id = tasks[0]["id"].as_str().expect("id");
     let got = c.get(&format!("/v1/clusters/prod/tasks/{id}")).await;
@@ -200,7 +202,7 @@ async fn events_record_every_change_in_order(backend: Backend) {
     let c = s.tenant("acme").await;
     c.create_cluster("prod").await;
     c.register("web").await;
-    let run = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web"})).await.expect(201);
+    let run = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
     let id = run["tasks"][0]["id"].as_str().expect("id").to_owned();
     c.post(&format!("/v1/clusters/prod/tasks/{id}/stop"), json!({})).await.expect(200);
     let all = c.get("/v1/events").await.expect(200);

@@ -14,7 +14,7 @@ async fn operator_manages_accounts_and_suspension(backend: Backend) {
     let acme = s.tenant("acme").await;
     acme.create_cluster("prod").await;
     acme.register("web").await;
-    let run = acme.post("/v1/clusters/prod/tasks", json!({"task_definition": "web"})).await.expect(201);
+    let run = acme.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
     let task = run["tasks"][0]["id"].as_str().expect("id").to_owned();
     let session = acme.session().await;
 

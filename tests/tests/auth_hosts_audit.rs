@@ -18,8 +18,12 @@ async fn registration_tokens_and_host_credentials(backend: Backend) {
     assert!(!listed.to_string().contains(&token), "tokens are shown once");
 
     let anon = s.anonymous();
-    let register =
-        |hostname: &str| anon.post("/v1/agent/register", json!({"registration_token": token, "hostname": hostname}));
+    let register = |hostname: &str| {
+        anon.post(
+            "/v1/agent/register",
+            json!({"registration_token": token, "hostname": hostname, "total": {"cpu": 2048, "memory": 4096}, "agent_version": "t"}),
+        )
+    };
     let h1 = register("host-1").await.expect(201);
     let h2 = register("host-2").await.expect(201);
     register("host-3").await.expect_error(403, "AccessDenied");
@@ -47,7 +51,7 @@ async fn registration_tokens_and_host_credentials(backend: Backend) {
     let revoked =
         admin.post(&format!("/v1/clusters/prod/registration-tokens/{t2_id}/revoke"), json!({})).await.expect(200);
     assert_eq!(revoked["status"], "REVOKED");
-    anon.post("/v1/agent/register", json!({"registration_token": t2["token"], "hostname": "h"}))
+    anon.post("/v1/agent/register", json!({"registration_token": t2["token"], "hostname": "h", "total": {"cpu": 1, "memory": 1}, "agent_version": "t"}))
         .await
         .expect_error(403, "AccessDenied");
     let t3 = admin.post("/v1/clusters/prod/registration-tokens", json!({"expires_in_seconds": 60})).await.expect(201);
@@ -56,7 +60,7 @@ async fn registration_tokens_and_host_credentials(backend: Backend) {
         berth_control_plane::store::Db::Postgres(p) => drop(sqlx::query(expire).execute(p).await.expect("expire")),
         berth_control_plane::store::Db::Sqlite(p) => drop(sqlx::query(expire).execute(p).await.expect("expire")),
     }
-    anon.post("/v1/agent/register", json!({"registration_token": t3["token"], "hostname": "h"}))
+    anon.post("/v1/agent/register", json!({"registration_token": t3["token"], "hostname": "h", "total": {"cpu": 1, "memory": 1}, "agent_version": "t"}))
         .await
         .expect_error(403, "AccessDenied");
     admin
@@ -81,7 +85,7 @@ async fn audit_trail_of_run_then_stop(backend: Backend) {
         .send(
             op.request(reqwest::Method::POST, "/v1/clusters/prod/tasks")
                 .header("x-request-id", "run-req-1")
-                .json(&json!({"task_definition": "web"})),
+                .json(&json!({"task_definition": "web", "queue": true})),
         )
         .await
         .expect(201);

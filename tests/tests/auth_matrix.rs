@@ -46,10 +46,14 @@ fn body_for(op: &str) -> Option<Value> {
         "update_cluster" => json!({"tags": {"k": "v"}}),
         "register_task_definition" => json!({"family": "web", "container_definitions": [
             {"name": "app", "image": "busybox", "memory": 64}]}),
-        "run_task" => json!({"task_definition": "globex-web"}),
+        "run_task" => json!({"task_definition": "globex-web", "queue": true}),
         "create_access_key" => json!({"role": "read-only"}),
         "create_account" => json!({"name": "matrix-account"}),
-        "stop_task" | "create_session" | "create_registration_token" | "suspend_account" => json!({}),
+        "update_host_attributes" => json!({"attributes": {"rack": "r1"}}),
+        "simulate_placement" => json!({"task_definition": "globex-web"}),
+        "stop_task" | "create_session" | "create_registration_token" | "suspend_account" | "deregister_host" => {
+            json!({})
+        }
         _ => return None,
     })
 }
@@ -63,6 +67,7 @@ struct Fixture {
     task: String,
     key: String,
     token: String,
+    host: String,
 }
 
 async fn fixture(s: &TestServer, name: &str) -> Fixture {
@@ -71,15 +76,17 @@ async fn fixture(s: &TestServer, name: &str) -> Fixture {
     // Family names are per account: give each its own, so a lookup cannot succeed on the caller's own family.
     let family = format!("{name}-web");
     client.register(&family).await;
-    let run = client.post("/v1/clusters/prod/tasks", json!({"task_definition": family})).await.expect(201);
+    let run =
+        client.post("/v1/clusters/prod/tasks", json!({"task_definition": family, "queue": true})).await.expect(201);
     let task = run["tasks"][0]["id"].as_str().expect("task").to_owned();
     let key = client.post("/v1/access-keys", json!({"role": "operator"})).await.expect(201);
     let key = key["access_key"]["access_key_id"].as_str().expect("key").to_owned();
     let token = client.post("/v1/clusters/prod/registration-tokens", json!({})).await.expect(201);
     let token = token["registration_token"]["id"].as_str().expect("token").to_owned();
+    let host = client.add_host("prod", 4096, 8192, json!({})).await["host_id"].as_str().expect("host").to_owned();
     let account =
         s.operator.get(&format!("/v1/accounts/{name}")).await.expect(200)["id"].as_str().expect("id").to_owned();
-    Fixture { client, family, account, cluster, task, key, token }
+    Fixture { client, family, account, cluster, task, key, token, host }
 }
 
 fn fill(path: &str, f: &Fixture) -> String {
@@ -90,6 +97,7 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{key}", &f.key)
         .replace("{token}", &f.token)
         .replace("{account}", &f.account)
+        .replace("{host}", &f.host)
 }
 
 async fn call(c: &Client, route: &Route, path: &str) -> berth_tests::Resp {
@@ -139,7 +147,8 @@ async fn read_only_keys_are_refused_on_every_mutating_route() {
     let ro = b.client.new_key("read-only", None).await;
     let mut checked = 0;
     for route in tenant_routes() {
-        if route.method == Method::GET || route.id == "create_session" {
+        // Creating a session and a placement dry run are reads, whatever their method.
+        if route.method == Method::GET || route.id == "create_session" || route.id == "simulate_placement" {
             continue;
         }
         let path = fill(&route.path, &b);
@@ -212,7 +221,10 @@ async fn cluster_restricted_keys_cannot_touch_other_clusters() {
     }
     assert!(checked >= 8, "only {checked} cluster routes");
     // Within its cluster it works; listing shows only its clusters; keys are out of reach.
-    restricted.post("/v1/clusters/staging/tasks", json!({"task_definition": "globex-web"})).await.expect(201);
+    restricted
+        .post("/v1/clusters/staging/tasks", json!({"task_definition": "globex-web", "queue": true}))
+        .await
+        .expect(201);
     let list = restricted.get("/v1/clusters").await.expect(200);
     let names: Vec<&str> =
         list["clusters"].as_array().expect("list").iter().map(|c| c["name"].as_str().expect("name")).collect();

@@ -73,6 +73,8 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
             memory: 64,
             tags: &tags,
             now,
+            placed: None,
+            queued: true,
         },
     )
     .await

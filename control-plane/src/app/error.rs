@@ -42,12 +42,18 @@ pub enum AppError {
     Unavailable(#[source] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A concurrent transaction got in the way (a host chosen by placement
+    /// changed before its resources were reserved, or the database broke a
+    /// deadlock): the operation can simply run again. RunTask does so itself.
+    #[error("a concurrent change got in the way; retry")]
+    Contention,
 }
 
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => AppError::Unavailable(e),
+            StoreError::Contention(_) => AppError::Contention,
             other => AppError::Internal(other.to_string()),
         }
     }

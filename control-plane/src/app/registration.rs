@@ -158,6 +158,29 @@ impl App {
         if req.hostname.is_empty() {
             return Err(AppError::validation("hostname", "hostname must not be empty"));
         }
+        validate::text("agent_version", &req.agent_version, 64)?;
+        if req.total.cpu == 0 || req.total.memory == 0 {
+            return Err(AppError::validation("total", "a host needs some CPU and memory"));
+        }
+        if req.reserved.cpu > req.total.cpu || req.reserved.memory > req.total.memory {
+            return Err(AppError::validation("reserved", "reserved resources exceed the host's total"));
+        }
+        let [lo, hi] = req.dynamic_port_range.unwrap_or([32768, 60999]);
+        if lo == 0 || hi < lo {
+            return Err(AppError::validation(
+                "dynamic_port_range",
+                "the range must be [low, high] with 1 <= low <= high",
+            ));
+        }
+        if req.attributes.len() > 50 {
+            return Err(AppError::validation("attributes", "at most 50 attributes"));
+        }
+        for (k, v) in &req.attributes {
+            validate::attribute(&format!("attributes.{k}"), k, v)?;
+        }
+        let mut attributes = req.attributes.clone();
+        attributes.insert("hostname".into(), req.hostname.clone());
+        attributes.insert("agent.version".into(), req.agent_version.clone());
         let mut tx = self.db().begin_write().await?;
         let now = store::now();
         let token = store::registration_tokens::consume(&mut tx, &sha256_hex(req.registration_token.as_bytes()), now)
@@ -181,6 +204,13 @@ impl App {
                 registration_token_id: token.id,
                 credential_hash: &sha256_hex(secret.as_bytes()),
                 hostname: &req.hostname,
+                cpu_total: req.total.cpu,
+                memory_total: req.total.memory,
+                cpu_reserved: req.reserved.cpu,
+                memory_reserved: req.reserved.memory,
+                port_range: (lo, hi),
+                attributes: &attributes,
+                agent_version: &req.agent_version,
                 now,
             },
         )

@@ -3,17 +3,18 @@
 use std::collections::BTreeSet;
 
 use berth_api::TaskId;
+use berth_api::hosts::PlacementDecision;
 use berth_api::task_definitions::ContainerDefinition;
 use berth_api::tasks::{
-    ContainerState, DesiredStatus, ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse, StopCode,
-    StopTaskRequest, Task, TaskOverrides, TaskStatus,
+    ContainerState, DesiredStatus, Failure, ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse,
+    StopCode, StopTaskRequest, Task, TaskOverrides, TaskStatus,
 };
 use serde_json::json;
 
 use super::paging::{self, PageRequest};
 use super::{
-    App, AppError, AppResult, IdempotencyRequest, Written, check_version, clusters, lifecycle, task_definitions,
-    validate,
+    App, AppError, AppResult, IdempotencyRequest, Written, check_version, clusters, lifecycle, placement,
+    task_definitions, validate,
 };
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
@@ -21,6 +22,150 @@ use crate::store::tasks::{NewTask, StateChange, TaskFilter, TaskRow};
 use crate::store::{self, AccountScope, Tx};
 
 pub const MAX_RUN_COUNT: u32 = 10;
+/// How often RunTask plans again when a chosen host changed under it.
+const PLACEMENT_ATTEMPTS: usize = 8;
+
+/// One attempt of RunTask inside its transaction.
+#[allow(clippy::too_many_arguments)]
+async fn run_in_tx(
+    tx: &mut Tx,
+    scope: AccountScope,
+    principal: &Principal,
+    cluster: &str,
+    family: &str,
+    revision: Option<i64>,
+    req: &RunTaskRequest,
+    lock_cluster: bool,
+) -> AppResult<RunTaskResponse> {
+    let cluster = clusters::resolve(tx, scope, cluster).await?;
+    authorize(principal, Action::RunTask, Some(&cluster.name))?;
+    if lock_cluster {
+        store::clusters::lock_for_placement(tx, scope, cluster.cluster_id()).await?;
+    }
+    let td = task_definitions::resolve(tx, scope, family, revision).await?;
+    if td.status != "ACTIVE" {
+        return Err(AppError::validation(
+            "task_definition",
+            format!("{}:{} is INACTIVE; run an ACTIVE revision", td.family, td.revision),
+        ));
+    }
+    let def = &td.definition.0;
+    let containers = apply_overrides(&def.container_definitions, &req.overrides)?;
+    let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
+    let states: Vec<ContainerState> = containers
+        .iter()
+        .map(|c| ContainerState {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            last_status: TaskStatus::Provisioning,
+            exit_code: None,
+            reason: None,
+        })
+        .collect();
+
+    let spec = placement::spec_from(&req.placement_strategy, &req.placement_constraints)?;
+    let needs = placement::needs_of(cpu, memory, def.network_mode, &containers);
+    let host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
+    let counts = store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?;
+    let hosts = placement::engine_hosts(&host_rows);
+    let plan = berth_placement::place(
+        &hosts,
+        &placement::group_counts(&host_rows, &counts),
+        &needs,
+        req.count as usize,
+        &spec,
+        placement::seed(),
+    );
+
+    // Reserve per host in one conditional update each: all or nothing per host.
+    let now = store::now();
+    let mut per_host: std::collections::BTreeMap<usize, (u32, u32, Vec<u16>)> = Default::default();
+    for p in plan.placed() {
+        let e = per_host.entry(p.host_index).or_insert((0, 0, Vec::new()));
+        e.0 += needs.cpu;
+        e.1 += needs.memory;
+        e.2.extend(needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()));
+    }
+    for (index, (cpu, memory, ports)) in &per_host {
+        let row = &host_rows[*index];
+        let mut used = row.ports_used.0.clone();
+        used.extend(ports);
+        used.sort_unstable();
+        used.dedup();
+        if !store::hosts::reserve(tx, row, *cpu, *memory, &used, now).await? {
+            return Err(AppError::Contention);
+        }
+    }
+
+    let strategy = req.placement_strategy.clone();
+    let mut tasks = Vec::with_capacity(req.count as usize);
+    let mut failures = Vec::new();
+    for outcome in &plan.tasks {
+        let decision;
+        let ports: Vec<u16>;
+        let placed = match outcome {
+            Ok(p) => {
+                ports = needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect();
+                decision = PlacementDecision {
+                    host_id: p.host,
+                    strategy: strategy.clone(),
+                    constraints: req.placement_constraints.clone(),
+                    hosts_considered: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
+                    dynamic_host_ports: p.dynamic_ports.clone(),
+                    decided_at: now,
+                };
+                Some((p.host, &decision, ports.as_slice()))
+            }
+            Err(unplaced) => {
+                if !req.queue {
+                    let reason = unplaced.rejected.keys().next().map_or("RESOURCE:NO_HOSTS", |r| r.as_str());
+                    failures.push(Failure { reason: reason.to_owned(), detail: Some(unplaced.describe()) });
+                    continue;
+                }
+                None
+            }
+        };
+        let id = TaskId::generate();
+        store::tasks::insert(
+            tx,
+            scope,
+            NewTask {
+                id,
+                cluster_id: cluster.cluster_id(),
+                task_definition_id: berth_api::TaskDefinitionId(td.id),
+                family: &td.family,
+                revision: td.revision,
+                started_by: req.started_by.as_deref(),
+                overrides: &req.overrides,
+                containers: &states,
+                cpu,
+                memory,
+                tags: &req.tags,
+                now,
+                placed,
+                queued: placed.is_none(),
+            },
+        )
+        .await?;
+        let status = if placed.is_some() { "PENDING" } else { "PROVISIONING" };
+        store::events::append(
+            tx,
+            scope,
+            "task.state_changed",
+            &id.to_string(),
+            json!({"cluster": cluster.name, "last_status": status, "desired_status": "RUNNING",
+                   "task_definition": format!("{}:{}", td.family, td.revision),
+                   "host_id": placed.map(|p| p.0.to_string())}),
+            now,
+        )
+        .await?;
+        let row = store::tasks::get(tx, scope, cluster.cluster_id(), id)
+            .await?
+            .ok_or_else(|| AppError::Internal("inserted task not found".into()))?;
+        tasks.push(to_wire(row)?);
+    }
+    Ok(RunTaskResponse { tasks, failures })
+}
 
 pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
     Ok(Task {
@@ -39,6 +184,7 @@ pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
         cpu: u32::try_from(row.cpu).unwrap_or(u32::MAX),
         memory: u32::try_from(row.memory).unwrap_or(u32::MAX),
         stopped_reason: row.stopped_reason,
+        placement: row.placement.map(|p| p.0),
         tags: row.tags.0,
         created_at: row.created_at,
         pending_at: row.pending_at,
@@ -56,6 +202,11 @@ fn task_resources(def_cpu: Option<u32>, def_memory: Option<u32>, containers: &[C
     let memory =
         def_memory.unwrap_or_else(|| containers.iter().map(|c| c.memory.or(c.memory_reservation).unwrap_or(0)).sum());
     (cpu, memory)
+}
+
+/// The resources a task of this definition reserves, without overrides.
+pub(crate) fn resources_of(def: &berth_api::task_definitions::RegisterTaskDefinitionRequest) -> (u32, u32) {
+    task_resources(def.cpu, def.memory, &def.container_definitions)
 }
 
 /// Applies overrides to the definition's containers, checking each names a container.
@@ -114,8 +265,12 @@ async fn resolve_task(tx: &mut Tx, scope: AccountScope, cluster: &str, task: &st
 }
 
 impl App {
-    /// Starts `count` tasks of a task definition. Until placement exists,
-    /// the tasks are accepted in PROVISIONING and wait there.
+    /// Starts `count` tasks of a task definition: places them with the
+    /// engine and reserves each host's resources with a conditional update.
+    /// Tasks that fit start PENDING on their host; the rest are reported in
+    /// `failures[]` (or, with `queue`, wait in PROVISIONING for capacity).
+    /// When another placement changed a chosen host in the meantime, the whole
+    /// call is planned again against fresh state.
     pub async fn run_task(
         &self,
         principal: &Principal,
@@ -132,74 +287,30 @@ impl App {
             validate::text("started_by", s, 128)?;
         }
         validate::tags("tags", &req.tags)?;
-        let scope = principal.scope();
-        let (cluster, principal) = (cluster.to_owned(), principal.clone());
-        self.write(scope, idem, move |tx| {
-            Box::pin(async move {
-                let cluster = clusters::resolve(tx, scope, &cluster).await?;
-                authorize(&principal, Action::RunTask, Some(&cluster.name))?;
-                let td = task_definitions::resolve(tx, scope, &family, revision).await?;
-                if td.status != "ACTIVE" {
-                    return Err(AppError::validation(
-                        "task_definition",
-                        format!("{}:{} is INACTIVE; run an ACTIVE revision", td.family, td.revision),
-                    ));
-                }
-                let def = &td.definition.0;
-                let containers = apply_overrides(&def.container_definitions, &req.overrides)?;
-                let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
-                let states: Vec<ContainerState> = containers
-                    .iter()
-                    .map(|c| ContainerState {
-                        name: c.name.clone(),
-                        image: c.image.clone(),
-                        last_status: TaskStatus::Provisioning,
-                        exit_code: None,
-                        reason: None,
-                    })
-                    .collect();
-                let now = store::now();
-                let mut tasks = Vec::with_capacity(req.count as usize);
-                for _ in 0..req.count {
-                    let id = TaskId::generate();
-                    store::tasks::insert(
-                        tx,
-                        scope,
-                        NewTask {
-                            id,
-                            cluster_id: cluster.cluster_id(),
-                            task_definition_id: berth_api::TaskDefinitionId(td.id),
-                            family: &td.family,
-                            revision: td.revision,
-                            started_by: req.started_by.as_deref(),
-                            overrides: &req.overrides,
-                            containers: &states,
-                            cpu,
-                            memory,
-                            tags: &req.tags,
-                            now,
-                        },
+        // Validated now so a bad spec is a 422 before anything is read.
+        placement::spec_from(&req.placement_strategy, &req.placement_constraints)?;
+        for attempt in 0..PLACEMENT_ATTEMPTS {
+            let scope = principal.scope();
+            let (cluster, principal, req, family) =
+                (cluster.to_owned(), principal.clone(), req.clone(), family.clone());
+            let result = self
+                .write(scope, idem, move |tx| {
+                    // The first attempt is optimistic; after a conflict, queue on the cluster's lock.
+                    let lock = attempt > 0;
+                    Box::pin(
+                        async move { run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, lock).await },
                     )
-                    .await?;
-                    store::events::append(
-                        tx,
-                        scope,
-                        "task.state_changed",
-                        &id.to_string(),
-                        json!({"cluster": cluster.name, "last_status": "PROVISIONING", "desired_status": "RUNNING",
-                               "task_definition": format!("{}:{}", td.family, td.revision)}),
-                        now,
-                    )
-                    .await?;
-                    let row = store::tasks::get(tx, scope, cluster.cluster_id(), id)
-                        .await?
-                        .ok_or_else(|| AppError::Internal("inserted task not found".into()))?;
-                    tasks.push(to_wire(row)?);
+                })
+                .await;
+            match result {
+                Err(AppError::Contention) if attempt + 1 < PLACEMENT_ATTEMPTS => continue,
+                Err(AppError::Contention) => {
+                    return Err(AppError::InUse("placement kept conflicting with concurrent placements; retry".into()));
                 }
-                Ok(RunTaskResponse { tasks, failures: Vec::new() })
-            })
-        })
-        .await
+                other => return other,
+            }
+        }
+        Err(AppError::InUse("placement kept conflicting with concurrent placements; retry".into()))
     }
 
     pub async fn list_tasks(

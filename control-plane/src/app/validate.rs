@@ -52,3 +52,18 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> AppResult<()> {
     }
     Ok(())
 }
+
+/// Host attributes: names usable in placement expressions, values of printable text.
+pub fn attribute(field: &str, key: &str, value: &str) -> AppResult<()> {
+    let ok_key = !key.is_empty()
+        && key.len() <= 128
+        && key.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:/-".contains(&b));
+    if !ok_key {
+        return Err(AppError::validation(
+            field,
+            "attribute names are 1-128 of letters, digits and _.:/- starting with a letter",
+        ));
+    }
+    text(field, value, 256)
+}

@@ -36,6 +36,9 @@ pub enum Action {
     ReadTask,
     StopTask,
     ReadEvents,
+    ReadHost,
+    UpdateHost,
+    SimulatePlacement,
     CreateRegistrationToken,
     ReadRegistrationToken,
     RevokeRegistrationToken,
@@ -63,6 +66,8 @@ impl Action {
                 | ReadAccessKey
                 | ReadAudit
                 | ReadAccount
+                | ReadHost
+                | SimulatePlacement
         )
     }
 
@@ -76,6 +81,9 @@ impl Action {
             | RunTask
             | ReadTask
             | StopTask
+            | ReadHost
+            | UpdateHost
+            | SimulatePlacement
             | CreateRegistrationToken
             | ReadRegistrationToken
             | RevokeRegistrationToken => Area::Cluster,

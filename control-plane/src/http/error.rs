@@ -60,7 +60,7 @@ impl IntoResponse for AppError {
             AppError::Validation { field, .. } => (ErrorCode::ValidationError, Some(field)),
             AppError::NotFound { .. } => (ErrorCode::ResourceNotFound, None),
             AppError::AlreadyExists { field, .. } => (ErrorCode::ResourceAlreadyExists, Some(field.to_owned())),
-            AppError::InUse(_) => (ErrorCode::ResourceInUse, None),
+            AppError::InUse(_) | AppError::Contention => (ErrorCode::ResourceInUse, None),
             AppError::InvalidTransition(_) => (ErrorCode::InvalidStateTransition, None),
             AppError::IdempotencyKeyReused => (ErrorCode::IdempotencyKeyReused, Some("idempotency_key".into())),
             AppError::PreconditionFailed { .. } => (ErrorCode::PreconditionFailed, Some("if_match".into())),

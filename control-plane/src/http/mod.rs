@@ -54,6 +54,7 @@ pub struct AppState {
         (name = "task-definitions", description = "Families of immutable task-definition revisions"),
         (name = "tasks", description = "Runs of a task definition"),
         (name = "events", description = "The account's event log"),
+        (name = "hosts", description = "Hosts registered by agents, and placement"),
         (name = "accounts", description = "Tenant accounts (the operator's API)"),
         (name = "access-keys", description = "Access keys for SigV4 signing"),
         (name = "sessions", description = "Short-lived bearer tokens"),
@@ -68,7 +69,7 @@ struct ApiDoc;
 
 fn api_routes() -> OpenApiRouter<AppState> {
     use handlers::{
-        access_keys, accounts, audit, clusters, events, registration_tokens, sessions, task_definitions, tasks,
+        access_keys, accounts, audit, clusters, events, hosts, registration_tokens, sessions, task_definitions, tasks,
     };
     OpenApiRouter::new()
         .routes(routes!(accounts::create, accounts::list))
@@ -84,6 +85,12 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::list))
         .routes(routes!(registration_tokens::create, registration_tokens::list))
         .routes(routes!(registration_tokens::revoke))
+        .routes(routes!(hosts::list))
+        .routes(routes!(hosts::get))
+        .routes(routes!(hosts::attributes))
+        .routes(routes!(hosts::drain))
+        .routes(routes!(hosts::deregister))
+        .routes(routes!(hosts::simulate))
         .routes(routes!(clusters::create, clusters::list))
         .routes(routes!(clusters::get, clusters::update, clusters::delete))
         .routes(routes!(task_definitions::register, task_definitions::list_families))

@@ -144,3 +144,28 @@ pub async fn delete(tx: &mut Tx, scope: AccountScope, id: ClusterId, expected_ve
         .to_owned();
     Ok(tx.execute(&stmt).await? == 1)
 }
+
+/// Takes the cluster row's lock until the transaction ends (PostgreSQL; SQLite
+/// transactions that write already hold the database's single write lock).
+/// Placement falls back to this after an optimistic conflict, so a busy
+/// cluster's placements queue instead of retrying forever.
+pub async fn lock_for_placement(tx: &mut Tx, scope: AccountScope, id: ClusterId) -> StoreResult<()> {
+    if tx.backend() == super::Backend::Postgres {
+        let stmt = Query::select()
+            .column(Clusters::Id)
+            .from(Clusters::Table)
+            .and_where(Expr::col(Clusters::AccountId).eq(scope.uuid()))
+            .and_where(Expr::col(Clusters::Id).eq(id.0))
+            // NO KEY UPDATE: blocks other placements' lock, but not the key-share locks
+            // that inserting a task (foreign key) takes on the cluster row.
+            .lock(sea_query::LockType::NoKeyUpdate)
+            .to_owned();
+        #[derive(FromRow)]
+        struct Id {
+            #[allow(dead_code)]
+            id: Uuid,
+        }
+        tx.fetch_optional::<Id, _>(&stmt).await?;
+    }
+    Ok(())
+}

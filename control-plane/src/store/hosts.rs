@@ -1,9 +1,12 @@
-//! Hosts registered by agents. (The placement-and-agents issue extends this
-//! with resources, attributes and heartbeats.)
+//! Hosts registered by agents: their resources, what placement has given out,
+//! attributes and status.
+
+use std::collections::BTreeMap;
 
 use berth_api::{ClusterId, HostId};
-use sea_query::{Expr, ExprTrait, Query};
+use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use sqlx::FromRow;
+use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -20,6 +23,51 @@ pub struct HostRow {
     pub status: String,
     pub created_at: OffsetDateTime,
     pub version: i64,
+    pub cpu_total: i64,
+    pub memory_total: i64,
+    pub cpu_reserved: i64,
+    pub memory_reserved: i64,
+    pub cpu_used: i64,
+    pub memory_used: i64,
+    pub port_range_start: i64,
+    pub port_range_end: i64,
+    pub ports_used: Json<Vec<u16>>,
+    pub attributes: Json<BTreeMap<String, String>>,
+    pub agent_version: String,
+    pub last_heartbeat_at: Option<OffsetDateTime>,
+}
+
+impl HostRow {
+    pub fn host_id(&self) -> HostId {
+        HostId(self.id)
+    }
+}
+
+const COLUMNS: [Hosts; 20] = [
+    Hosts::Id,
+    Hosts::AccountId,
+    Hosts::ClusterId,
+    Hosts::CredentialHash,
+    Hosts::Hostname,
+    Hosts::Status,
+    Hosts::CreatedAt,
+    Hosts::Version,
+    Hosts::CpuTotal,
+    Hosts::MemoryTotal,
+    Hosts::CpuReserved,
+    Hosts::MemoryReserved,
+    Hosts::CpuUsed,
+    Hosts::MemoryUsed,
+    Hosts::PortRangeStart,
+    Hosts::PortRangeEnd,
+    Hosts::PortsUsed,
+    Hosts::Attributes,
+    Hosts::AgentVersion,
+    Hosts::LastHeartbeatAt,
+];
+
+fn select() -> SelectStatement {
+    Query::select().columns(COLUMNS).from(Hosts::Table).to_owned()
 }
 
 pub struct NewHost<'a> {
@@ -28,6 +76,13 @@ pub struct NewHost<'a> {
     pub registration_token_id: Uuid,
     pub credential_hash: &'a str,
     pub hostname: &'a str,
+    pub cpu_total: u32,
+    pub memory_total: u32,
+    pub cpu_reserved: u32,
+    pub memory_reserved: u32,
+    pub port_range: (u16, u16),
+    pub attributes: &'a BTreeMap<String, String>,
+    pub agent_version: &'a str,
     pub now: OffsetDateTime,
 }
 
@@ -45,6 +100,18 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewHost<'_>) -> Store
             Hosts::CreatedAt,
             Hosts::UpdatedAt,
             Hosts::Version,
+            Hosts::CpuTotal,
+            Hosts::MemoryTotal,
+            Hosts::CpuReserved,
+            Hosts::MemoryReserved,
+            Hosts::CpuUsed,
+            Hosts::MemoryUsed,
+            Hosts::PortRangeStart,
+            Hosts::PortRangeEnd,
+            Hosts::PortsUsed,
+            Hosts::Attributes,
+            Hosts::AgentVersion,
+            Hosts::LastHeartbeatAt,
         ])
         .values_panic([
             new.id.0.into(),
@@ -57,6 +124,18 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewHost<'_>) -> Store
             new.now.into(),
             new.now.into(),
             1i64.into(),
+            i64::from(new.cpu_total).into(),
+            i64::from(new.memory_total).into(),
+            i64::from(new.cpu_reserved).into(),
+            i64::from(new.memory_reserved).into(),
+            0i64.into(),
+            0i64.into(),
+            i64::from(new.port_range.0).into(),
+            i64::from(new.port_range.1).into(),
+            serde_json::json!([]).into(),
+            serde_json::to_value(new.attributes).unwrap_or_default().into(),
+            new.agent_version.into(),
+            new.now.into(),
         ])
         .to_owned();
     tx.execute(&stmt).await?;
@@ -65,21 +144,169 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewHost<'_>) -> Store
 
 /// For host authentication: the host with this id, in any account.
 pub async fn find_for_authentication(tx: &mut Tx, id: HostId) -> StoreResult<Option<HostRow>> {
-    let stmt = Query::select()
-        .columns([
-            Hosts::Id,
-            Hosts::AccountId,
-            Hosts::ClusterId,
-            Hosts::CredentialHash,
-            Hosts::Hostname,
-            Hosts::Status,
-            Hosts::CreatedAt,
-            Hosts::Version,
-        ])
-        .from(Hosts::Table)
+    let stmt = select().and_where(Expr::col(Hosts::Id).eq(id.0)).to_owned();
+    tx.fetch_optional(&stmt).await
+}
+
+pub async fn get(tx: &mut Tx, scope: AccountScope, cluster: ClusterId, id: HostId) -> StoreResult<Option<HostRow>> {
+    let stmt = select()
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::ClusterId).eq(cluster.0))
         .and_where(Expr::col(Hosts::Id).eq(id.0))
         .to_owned();
     tx.fetch_optional(&stmt).await
+}
+
+/// Hosts of a cluster in id order, after `after` when given.
+pub async fn list(
+    tx: &mut Tx,
+    scope: AccountScope,
+    cluster: ClusterId,
+    after: Option<Uuid>,
+    limit: u64,
+) -> StoreResult<Vec<HostRow>> {
+    let mut stmt = select()
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::ClusterId).eq(cluster.0))
+        .to_owned();
+    if let Some(after) = after {
+        stmt.and_where(Expr::col(Hosts::Id).gt(after));
+    }
+    stmt.order_by(Hosts::Id, Order::Asc).limit(limit);
+    tx.fetch_all(&stmt).await
+}
+
+/// Every host of the cluster that placement should consider (all but deregistered).
+pub async fn for_placement(tx: &mut Tx, scope: AccountScope, cluster: ClusterId) -> StoreResult<Vec<HostRow>> {
+    let stmt = select()
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::ClusterId).eq(cluster.0))
+        .and_where(Expr::col(Hosts::Status).ne("DEREGISTERED"))
+        .order_by(Hosts::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Takes resources and ports on a host, only if the host is still at the
+/// version placement read and the resources still fit. Returns false on a
+/// conflict: the caller re-reads and places again.
+pub async fn reserve(
+    tx: &mut Tx,
+    host: &HostRow,
+    cpu: u32,
+    memory: u32,
+    ports_used: &[u16],
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
+    let (cpu, memory) = (i64::from(cpu), i64::from(memory));
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::CpuUsed, Expr::col(Hosts::CpuUsed).add(cpu))
+        .value(Hosts::MemoryUsed, Expr::col(Hosts::MemoryUsed).add(memory))
+        .value(Hosts::PortsUsed, serde_json::json!(ports_used))
+        .value(Hosts::UpdatedAt, now)
+        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
+        .and_where(Expr::col(Hosts::Id).eq(host.id))
+        .and_where(Expr::col(Hosts::AccountId).eq(host.account_id))
+        .and_where(Expr::col(Hosts::Version).eq(host.version))
+        .and_where(Expr::col(Hosts::Status).eq("ACTIVE"))
+        .and_where(
+            Expr::col(Hosts::CpuUsed).add(cpu).lte(Expr::col(Hosts::CpuTotal).sub(Expr::col(Hosts::CpuReserved))),
+        )
+        .and_where(
+            Expr::col(Hosts::MemoryUsed)
+                .add(memory)
+                .lte(Expr::col(Hosts::MemoryTotal).sub(Expr::col(Hosts::MemoryReserved))),
+        )
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// Gives back what a stopped task held. Retries on a concurrent change of the
+/// host row (the port list is rewritten whole).
+pub async fn release(
+    tx: &mut Tx,
+    host: HostId,
+    cpu: u32,
+    memory: u32,
+    ports: &[u16],
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    for _ in 0..10 {
+        let Some(row) =
+            tx.fetch_optional::<HostRow, _>(&select().and_where(Expr::col(Hosts::Id).eq(host.0)).to_owned()).await?
+        else {
+            return Ok(());
+        };
+        let remaining: Vec<u16> = row.ports_used.0.iter().copied().filter(|p| !ports.contains(p)).collect();
+        let stmt = Query::update()
+            .table(Hosts::Table)
+            // Never below zero, in SQL both dialects speak.
+            .value(
+                Hosts::CpuUsed,
+                Expr::cust_with_values(
+                    "CASE WHEN cpu_used > ? THEN cpu_used - ? ELSE 0 END",
+                    [i64::from(cpu), i64::from(cpu)],
+                ),
+            )
+            .value(
+                Hosts::MemoryUsed,
+                Expr::cust_with_values(
+                    "CASE WHEN memory_used > ? THEN memory_used - ? ELSE 0 END",
+                    [i64::from(memory), i64::from(memory)],
+                ),
+            )
+            .value(Hosts::PortsUsed, serde_json::json!(remaining))
+            .value(Hosts::UpdatedAt, now)
+            .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
+            .and_where(Expr::col(Hosts::Id).eq(host.0))
+            .and_where(Expr::col(Hosts::Version).eq(row.version))
+            .to_owned();
+        if tx.execute(&stmt).await? == 1 {
+            return Ok(());
+        }
+    }
+    Err(super::StoreError::Corrupt(format!("host {host} kept changing while releasing a task's resources")))
+}
+
+pub async fn set_status(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: HostId,
+    expected_version: i64,
+    status: &str,
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::Status, status)
+        .value(Hosts::UpdatedAt, now)
+        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .and_where(Expr::col(Hosts::Version).eq(expected_version))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
+}
+
+pub async fn set_attributes(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: HostId,
+    expected_version: i64,
+    attributes: &BTreeMap<String, String>,
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::Attributes, serde_json::to_value(attributes).unwrap_or_default())
+        .value(Hosts::UpdatedAt, now)
+        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .and_where(Expr::col(Hosts::Version).eq(expected_version))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
 }
 
 /// Hosts of the cluster that are not deregistered.

@@ -25,6 +25,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0002_auth.sql"),
         include_str!("../../../migrations/sqlite/0002_auth.sql"),
     ),
+    (
+        3,
+        "placement",
+        include_str!("../../../migrations/postgres/0003_placement.sql"),
+        include_str!("../../../migrations/sqlite/0003_placement.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// A unique constraint refused the write.
     #[error("unique constraint violated: {0}")]
     UniqueViolation(String),
+    /// A deadlock or serialization failure: the transaction can simply run again.
+    #[error("transaction conflict: {0}")]
+    Contention(String),
     /// A stored value could not be read back (a bug or a hand-edited row).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -65,6 +68,10 @@ impl From<sqlx::Error> for StoreError {
             }
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::UniqueViolation(db.message().to_string())
+            }
+            // PostgreSQL: 40P01 deadlock_detected, 40001 serialization_failure.
+            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => {
+                StoreError::Contention(db.message().to_string())
             }
             sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
                 StoreError::Corrupt(e.to_string())

@@ -82,6 +82,9 @@ pub enum Tasks {
     StoppedAt,
     UpdatedAt,
     Version,
+    Placement,
+    Queued,
+    HostPorts,
 }
 
 #[derive(Iden, Clone, Copy)]
@@ -165,6 +168,18 @@ pub enum Hosts {
     CreatedAt,
     UpdatedAt,
     Version,
+    CpuTotal,
+    MemoryTotal,
+    CpuReserved,
+    MemoryReserved,
+    CpuUsed,
+    MemoryUsed,
+    PortRangeStart,
+    PortRangeEnd,
+    PortsUsed,
+    Attributes,
+    AgentVersion,
+    LastHeartbeatAt,
 }
 
 #[derive(Iden, Clone, Copy)]

@@ -38,6 +38,9 @@ pub struct TaskRow {
     pub stopped_at: Option<OffsetDateTime>,
     pub updated_at: OffsetDateTime,
     pub version: i64,
+    pub placement: Option<Json<berth_api::hosts::PlacementDecision>>,
+    pub queued: bool,
+    pub host_ports: Json<Vec<u16>>,
 }
 
 impl TaskRow {
@@ -68,6 +71,10 @@ pub struct NewTask<'a> {
     pub memory: u32,
     pub tags: &'a Tags,
     pub now: OffsetDateTime,
+    /// Placed: the host, the decision and the host ports taken (the task starts PENDING).
+    pub placed: Option<(HostId, &'a berth_api::hosts::PlacementDecision, &'a [u16])>,
+    /// Not placed but waiting for capacity.
+    pub queued: bool,
 }
 
 fn select(scope: AccountScope) -> SelectStatement {
@@ -97,6 +104,9 @@ fn select(scope: AccountScope) -> SelectStatement {
             Tasks::StoppedAt,
             Tasks::UpdatedAt,
             Tasks::Version,
+            Tasks::Placement,
+            Tasks::Queued,
+            Tasks::HostPorts,
         ])
         .expr_as(
             Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
@@ -132,6 +142,11 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             Tasks::CreatedAt,
             Tasks::UpdatedAt,
             Tasks::Version,
+            Tasks::HostId,
+            Tasks::Placement,
+            Tasks::Queued,
+            Tasks::HostPorts,
+            Tasks::PendingAt,
         ])
         .values_panic([
             new.id.0.into(),
@@ -141,7 +156,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             new.family.into(),
             new.revision.into(),
             DesiredStatus::Running.as_str().into(),
-            TaskStatus::Provisioning.as_str().into(),
+            if new.placed.is_some() { TaskStatus::Pending } else { TaskStatus::Provisioning }.as_str().into(),
             new.started_by.map(str::to_owned).into(),
             json(new.overrides)?.into(),
             json(&new.containers)?.into(),
@@ -151,10 +166,46 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             new.now.into(),
             new.now.into(),
             1i64.into(),
+            new.placed.map(|(h, _, _)| h.0).into(),
+            new.placed.map(|(_, d, _)| json(d)).transpose()?.into(),
+            new.queued.into(),
+            json(&new.placed.map(|(_, _, p)| p.to_vec()).unwrap_or_default())?.into(),
+            new.placed.map(|_| new.now).into(),
         ])
         .to_owned();
     tx.execute(&stmt).await?;
     Ok(())
+}
+
+/// How many tasks of a family that are not STOPPED run on each host of the cluster.
+pub async fn group_counts_by_host(
+    tx: &mut Tx,
+    scope: AccountScope,
+    cluster: ClusterId,
+    family: &str,
+) -> StoreResult<Vec<(uuid::Uuid, i64)>> {
+    #[derive(FromRow)]
+    struct Row {
+        host_id: Option<uuid::Uuid>,
+        n: i64,
+    }
+    let stmt = Query::select()
+        .column(Tasks::HostId)
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::ClusterId).eq(cluster.0))
+        .and_where(Expr::col(Tasks::Family).eq(family))
+        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        .and_where(Expr::col(Tasks::HostId).is_not_null())
+        .group_by_col(Tasks::HostId)
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.host_id.map(|h| (h, r.n))).collect())
+}
+
+/// Tasks not STOPPED on a host.
+pub async fn count_active_on_host(tx: &mut Tx, scope: AccountScope, host: HostId) -> StoreResult<i64> {
+    count_active_where(tx, scope, Tasks::HostId, host.0).await
 }
 
 pub async fn get(tx: &mut Tx, scope: AccountScope, cluster: ClusterId, id: TaskId) -> StoreResult<Option<TaskRow>> {

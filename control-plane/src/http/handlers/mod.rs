@@ -7,6 +7,7 @@ pub mod agent;
 pub mod audit;
 pub mod clusters;
 pub mod events;
+pub mod hosts;
 pub mod registration_tokens;
 pub mod sessions;
 pub mod system;
