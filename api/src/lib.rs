@@ -5,6 +5,7 @@
 //! This crate has no server dependencies on purpose: a client can depend on it
 //! without pulling in axum, sqlx or tokio.
 
+pub mod agent;
 pub mod auth;
 pub mod clusters;
 pub mod common;

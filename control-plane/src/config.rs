@@ -24,6 +24,7 @@ pub struct ServerConfig {
     /// Requests per second per account, and the burst above it; None disables the limit.
     pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
     pub auth: AuthSettings,
+    pub agent: crate::app::agent::AgentSettings,
 }
 
 /// Authentication settings.
@@ -62,6 +63,8 @@ pub struct FileConfig {
     pub session_max_lifetime_seconds: Option<u64>,
     pub signing_key_rotation_hours: Option<u64>,
     pub bootstrap_credentials_file: Option<std::path::PathBuf>,
+    pub heartbeat_interval_seconds: Option<u64>,
+    pub host_lost_timeout_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

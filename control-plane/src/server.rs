@@ -45,7 +45,7 @@ pub async fn build_app(db: Db, config: &ServerConfig) -> Result<App, ServerError
         sessions: Sessions::new(config.auth.sessions.clone(), keyring.clone()),
         keyring,
     };
-    let app = App::new(db, config.limits.clone(), auth);
+    let app = App::with_agent_settings(db, config.limits.clone(), auth, config.agent.clone());
     let reencrypted = app.reencrypt_secrets().await.map_err(|e| ServerError::Startup(e.to_string()))?;
     if reencrypted > 0 {
         tracing::info!(count = reencrypted, "re-encrypted stored secrets under the current master key");
@@ -80,11 +80,29 @@ impl BoundServer {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
+    /// Also runs this replica's background loops (host liveness).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+        let sweeper = tokio::spawn(sweep_hosts_forever(self.state.app.clone()));
         let router = crate::http::router(self.state);
-        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
-            .map_err(ServerError::Serve)
+            .map_err(ServerError::Serve);
+        sweeper.abort();
+        result
+    }
+}
+
+/// Notices hosts that stopped heartbeating, once per heartbeat interval. Every
+/// replica runs it; the store's conditional updates make each change happen once.
+async fn sweep_hosts_forever(app: App) {
+    let every = app.agent_settings().heartbeat_interval;
+    loop {
+        tokio::time::sleep(every).await;
+        match app.sweep_hosts().await {
+            Ok((0, 0)) => {}
+            Ok((disconnected, lost)) => tracing::info!(disconnected, lost, "hosts stopped heartbeating"),
+            Err(e) => tracing::warn!(error = %e, "host liveness sweep failed"),
+        }
     }
 }

@@ -188,6 +188,7 @@ pub fn test_config(url: &str) -> ServerConfig {
             keyring: Keyring::parse(&Keyring::generate_entry("test1")).expect("keyring"),
             sessions: Default::default(),
         },
+        agent: Default::default(),
     }
 }
 

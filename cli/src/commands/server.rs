@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use berth_control_plane::app::Limits;
+use berth_control_plane::app::agent::AgentSettings;
 use berth_control_plane::auth::keyring::Keyring;
 use berth_control_plane::auth::session::SessionSettings;
 use berth_control_plane::config::{self, AuthSettings, FileConfig, ServerConfig};
@@ -55,6 +56,12 @@ pub struct CommonServerArgs {
     /// How often a new session-signing key is made, in hours [default: 24].
     #[arg(long, env = "BERTH_SIGNING_KEY_ROTATION_HOURS")]
     pub signing_key_rotation_hours: Option<u64>,
+    /// How often agents heartbeat, in seconds; three missed ones make a host DISCONNECTED [default: 5].
+    #[arg(long, env = "BERTH_HEARTBEAT_INTERVAL_SECONDS")]
+    pub heartbeat_interval_seconds: Option<u64>,
+    /// Seconds without a heartbeat before a host is LOST and its tasks stop with HostLost [default: 60].
+    #[arg(long, env = "BERTH_HOST_LOST_TIMEOUT_SECONDS")]
+    pub host_lost_timeout_seconds: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -156,7 +163,24 @@ pub fn build_config(
             keyring,
             sessions: session_settings(common, file)?,
         },
+        agent: agent_settings(common, file)?,
     })
+}
+
+fn agent_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Result<AgentSettings> {
+    let defaults = AgentSettings::default();
+    let secs = |v: Option<u64>, d: std::time::Duration| v.map_or(d, std::time::Duration::from_secs);
+    let settings = AgentSettings {
+        heartbeat_interval: secs(
+            common.heartbeat_interval_seconds.or(file.heartbeat_interval_seconds),
+            defaults.heartbeat_interval,
+        ),
+        lost_timeout: secs(common.host_lost_timeout_seconds.or(file.host_lost_timeout_seconds), defaults.lost_timeout),
+    };
+    if settings.heartbeat_interval.is_zero() || settings.lost_timeout <= settings.heartbeat_interval * 3 {
+        bail!("the heartbeat interval must be at least 1 s, and the lost timeout more than three intervals");
+    }
+    Ok(settings)
 }
 
 fn session_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Result<SessionSettings> {

@@ -3,6 +3,7 @@
 
 pub mod access_keys;
 pub mod accounts;
+pub mod agent;
 pub mod audit;
 pub mod clusters;
 mod error;
@@ -57,6 +58,7 @@ struct Inner {
     db: Db,
     limits: Limits,
     auth: AuthConfig,
+    agent: agent::AgentSettings,
     /// When each key's last use was last written, to write it at most once a minute.
     key_use: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
 }
@@ -104,7 +106,11 @@ pub struct Written<T> {
 
 impl App {
     pub fn new(db: Db, limits: Limits, auth: AuthConfig) -> Self {
-        Self { inner: Arc::new(Inner { db, limits, auth, key_use: Default::default() }) }
+        Self { inner: Arc::new(Inner { db, limits, auth, agent: Default::default(), key_use: Default::default() }) }
+    }
+
+    pub fn with_agent_settings(db: Db, limits: Limits, auth: AuthConfig, agent: agent::AgentSettings) -> Self {
+        Self { inner: Arc::new(Inner { db, limits, auth, agent, key_use: Default::default() }) }
     }
 
     pub fn auth(&self) -> &AuthConfig {

@@ -147,6 +147,9 @@ async fn run_in_tx(
             },
         )
         .await?;
+        if let Some((host, _, _)) = placed {
+            store::assignments::append(tx, scope, host, id, DesiredStatus::Running, now).await?;
+        }
         let status = if placed.is_some() { "PENDING" } else { "PROVISIONING" };
         store::events::append(
             tx,
@@ -210,7 +213,7 @@ pub(crate) fn resources_of(def: &berth_api::task_definitions::RegisterTaskDefini
 }
 
 /// Applies overrides to the definition's containers, checking each names a container.
-fn apply_overrides(
+pub(crate) fn apply_overrides(
     containers: &[ContainerDefinition],
     overrides: &TaskOverrides,
 ) -> AppResult<Vec<ContainerDefinition>> {
@@ -401,6 +404,18 @@ impl App {
                 };
                 if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
                     return Err(AppError::concurrent("task"));
+                }
+                // A placed task is stopped by its host's agent: tell it.
+                if let Some(host) = row.host_id {
+                    store::assignments::append(
+                        tx,
+                        scope,
+                        berth_api::HostId(host),
+                        row.task_id(),
+                        DesiredStatus::Stopped,
+                        now,
+                    )
+                    .await?;
                 }
                 store::events::append(
                     tx,

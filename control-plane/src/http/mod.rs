@@ -106,7 +106,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// Routes for host agents, authenticated by host credential.
 fn agent_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(handlers::agent::identity))
+    use handlers::agent;
+    OpenApiRouter::new()
+        .routes(routes!(agent::identity))
+        .routes(routes!(agent::heartbeat))
+        .routes(routes!(agent::assignments))
+        .routes(routes!(agent::ack))
+        .routes(routes!(agent::report))
 }
 
 /// Routes without credentials.

@@ -35,6 +35,8 @@ pub struct HostRow {
     pub attributes: Json<BTreeMap<String, String>>,
     pub agent_version: String,
     pub last_heartbeat_at: Option<OffsetDateTime>,
+    pub assignment_seq: i64,
+    pub assignment_acked: i64,
 }
 
 impl HostRow {
@@ -43,7 +45,7 @@ impl HostRow {
     }
 }
 
-const COLUMNS: [Hosts; 20] = [
+const COLUMNS: [Hosts; 22] = [
     Hosts::Id,
     Hosts::AccountId,
     Hosts::ClusterId,
@@ -64,6 +66,8 @@ const COLUMNS: [Hosts; 20] = [
     Hosts::Attributes,
     Hosts::AgentVersion,
     Hosts::LastHeartbeatAt,
+    Hosts::AssignmentSeq,
+    Hosts::AssignmentAcked,
 ];
 
 fn select() -> SelectStatement {
@@ -244,16 +248,13 @@ pub async fn release(
             // Never below zero, in SQL both dialects speak.
             .value(
                 Hosts::CpuUsed,
-                Expr::cust_with_values(
-                    "CASE WHEN cpu_used > ? THEN cpu_used - ? ELSE 0 END",
-                    [i64::from(cpu), i64::from(cpu)],
-                ),
+                Expr::cust_with_values("CASE WHEN cpu_used > $1 THEN cpu_used - $1 ELSE 0 END", [i64::from(cpu)]),
             )
             .value(
                 Hosts::MemoryUsed,
                 Expr::cust_with_values(
-                    "CASE WHEN memory_used > ? THEN memory_used - ? ELSE 0 END",
-                    [i64::from(memory), i64::from(memory)],
+                    "CASE WHEN memory_used > $1 THEN memory_used - $1 ELSE 0 END",
+                    [i64::from(memory)],
                 ),
             )
             .value(Hosts::PortsUsed, serde_json::json!(remaining))
@@ -318,4 +319,57 @@ pub async fn count_in_cluster(tx: &mut Tx, scope: AccountScope, cluster: Cluster
         .and_where(Expr::col(Hosts::Status).ne("DEREGISTERED"))
         .to_owned();
     tx.count(stmt).await
+}
+
+/// Records a heartbeat. A DISCONNECTED or LOST host that heartbeats is ACTIVE
+/// again. The version is not bumped: heartbeats must not make placements conflict.
+pub async fn heartbeat(tx: &mut Tx, id: HostId, now: OffsetDateTime) -> StoreResult<Option<String>> {
+    #[derive(FromRow)]
+    struct Status {
+        status: String,
+    }
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::LastHeartbeatAt, now)
+        .value(Hosts::Status, Expr::cust("CASE WHEN status IN ('DISCONNECTED', 'LOST') THEN 'ACTIVE' ELSE status END"))
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .and_where(Expr::col(Hosts::Status).ne("DEREGISTERED"))
+        .returning_col(Hosts::Status)
+        .to_owned();
+    Ok(tx.fetch_optional::<Status, _>(&stmt).await?.map(|s| s.status))
+}
+
+/// A host whose heartbeats stopped.
+#[derive(Clone, Debug, FromRow)]
+pub struct StaleHost {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub cluster_id: Uuid,
+}
+
+/// Marks hosts that have not heartbeated since `cutoff` as `to`, from any of
+/// `from`, and returns them. Safe on many replicas at once: the predicate is
+/// the update's own, so each host changes exactly once.
+pub async fn mark_stale(tx: &mut Tx, from: &[&str], to: &str, cutoff: OffsetDateTime) -> StoreResult<Vec<StaleHost>> {
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::Status, to)
+        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
+        .and_where(Expr::col(Hosts::Status).is_in(from.iter().copied()))
+        .and_where(Expr::col(Hosts::LastHeartbeatAt).lt(cutoff))
+        .returning(Query::returning().columns([Hosts::Id, Hosts::AccountId, Hosts::ClusterId]))
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Moves the agent's acknowledged cursor forward (never back, never past the stream's end).
+pub async fn ack(tx: &mut Tx, id: HostId, cursor: i64) -> StoreResult<bool> {
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::AssignmentAcked, cursor)
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .and_where(Expr::col(Hosts::AssignmentAcked).lte(cursor))
+        .and_where(Expr::col(Hosts::AssignmentSeq).gte(cursor))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
 }

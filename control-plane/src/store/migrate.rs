@@ -31,6 +31,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0003_placement.sql"),
         include_str!("../../../migrations/sqlite/0003_placement.sql"),
     ),
+    (
+        4,
+        "agent_protocol",
+        include_str!("../../../migrations/postgres/0004_agent_protocol.sql"),
+        include_str!("../../../migrations/sqlite/0004_agent_protocol.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

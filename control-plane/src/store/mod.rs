@@ -10,6 +10,7 @@
 
 pub mod access_keys;
 pub mod accounts;
+pub mod assignments;
 pub mod audit;
 pub mod clusters;
 pub mod events;

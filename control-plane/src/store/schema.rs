@@ -85,6 +85,7 @@ pub enum Tasks {
     Placement,
     Queued,
     HostPorts,
+    ReportSeq,
 }
 
 #[derive(Iden, Clone, Copy)]
@@ -180,6 +181,19 @@ pub enum Hosts {
     Attributes,
     AgentVersion,
     LastHeartbeatAt,
+    AssignmentSeq,
+    AssignmentAcked,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum HostAssignments {
+    Table,
+    HostId,
+    Seq,
+    AccountId,
+    TaskId,
+    DesiredStatus,
+    CreatedAt,
 }
 
 #[derive(Iden, Clone, Copy)]

@@ -41,6 +41,7 @@ pub struct TaskRow {
     pub placement: Option<Json<berth_api::hosts::PlacementDecision>>,
     pub queued: bool,
     pub host_ports: Json<Vec<u16>>,
+    pub report_seq: i64,
 }
 
 impl TaskRow {
@@ -107,6 +108,7 @@ fn select(scope: AccountScope) -> SelectStatement {
             Tasks::Placement,
             Tasks::Queued,
             Tasks::HostPorts,
+            Tasks::ReportSeq,
         ])
         .expr_as(
             Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
@@ -321,4 +323,48 @@ pub async fn change_state(
         stmt.value(col, Func::coalesce([Expr::col(col), Expr::val(change.now)]));
     }
     Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// Applies an agent's report if it is newer than the last one applied
+/// (report sequence numbers per task); returns false for a stale or repeated one.
+pub async fn apply_report(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: TaskId,
+    host: HostId,
+    report_seq: i64,
+    change: StateChange<'_>,
+) -> StoreResult<bool> {
+    let mut stmt = Query::update()
+        .table(Tasks::Table)
+        .value(Tasks::DesiredStatus, change.desired_status.as_str())
+        .value(Tasks::LastStatus, change.last_status.as_str())
+        .value(Tasks::Containers, json(&change.containers)?)
+        .value(Tasks::StopCode, change.stop_code.map(|c| c.as_str().to_owned()))
+        .value(Tasks::StoppedReason, change.stopped_reason.map(str::to_owned))
+        .value(Tasks::UpdatedAt, change.now)
+        .value(Tasks::ReportSeq, report_seq)
+        .value(Tasks::Version, Expr::col(Tasks::Version).add(1))
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::Id).eq(id.0))
+        .and_where(Expr::col(Tasks::HostId).eq(host.0))
+        .and_where(Expr::col(Tasks::ReportSeq).lt(report_seq))
+        .to_owned();
+    let stamp = match change.last_status {
+        TaskStatus::Provisioning => None,
+        TaskStatus::Pending => Some(Tasks::PendingAt),
+        TaskStatus::Running => Some(Tasks::RunningAt),
+        TaskStatus::Stopping => Some(Tasks::StoppingAt),
+        TaskStatus::Stopped => Some(Tasks::StoppedAt),
+    };
+    if let Some(col) = stamp {
+        stmt.value(col, Func::coalesce([Expr::col(col), Expr::val(change.now)]));
+    }
+    Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// A task by id within the account, whatever its cluster (agents know tasks by id).
+pub async fn get_any_cluster(tx: &mut Tx, scope: AccountScope, id: TaskId) -> StoreResult<Option<TaskRow>> {
+    let stmt = select(scope).and_where(Expr::col(Tasks::Id).eq(id.0)).to_owned();
+    tx.fetch_optional(&stmt).await
 }

@@ -42,3 +42,73 @@ pub async fn identity(
 ) -> Result<axum::Json<HostIdentity>, AppError> {
     Ok(axum::Json(state.app.host_identity(&host, &host_ref).await?))
 }
+
+/// Heartbeat: the host is alive; here is what it runs. The answer names the
+/// tasks the control plane has given up on.
+#[utoipa::path(post, path = "/v1/agent/hosts/{host}/heartbeat", tag = "agent", operation_id = "heartbeat",
+    params(("host" = String, Path, description = "The host's id; must be the credential's own")),
+    request_body = berth_api::agent::HeartbeatRequest,
+    responses(
+        (status = 200, description = "Acknowledged", body = berth_api::agent::HeartbeatResponse),
+        (status = 403, description = "Not this host's credential, or the host is deregistered", body = ErrorBody),
+    ))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    axum::Extension(host): axum::Extension<HostPrincipal>,
+    Path(host_ref): Path<String>,
+    crate::http::extract::OptionalJson(req): crate::http::extract::OptionalJson<berth_api::agent::HeartbeatRequest>,
+) -> Result<axum::Json<berth_api::agent::HeartbeatResponse>, AppError> {
+    Ok(axum::Json(state.app.heartbeat(&host, &host_ref, req).await?))
+}
+
+/// The host's desired-state changes after a cursor (long-poll).
+#[utoipa::path(get, path = "/v1/agent/hosts/{host}/assignments", tag = "agent", operation_id = "list_assignments",
+    params(("host" = String, Path, description = "The host's id; must be the credential's own"), berth_api::agent::AssignmentsQuery),
+    responses(
+        (status = 200, description = "Changes after the cursor, oldest first (empty after the wait)", body = berth_api::agent::AssignmentsResponse),
+        (status = 403, description = "Not this host's credential", body = ErrorBody),
+    ))]
+pub async fn assignments(
+    State(state): State<AppState>,
+    axum::Extension(host): axum::Extension<HostPrincipal>,
+    Path(host_ref): Path<String>,
+    crate::http::extract::ApiQuery(q): crate::http::extract::ApiQuery<berth_api::agent::AssignmentsQuery>,
+) -> Result<axum::Json<berth_api::agent::AssignmentsResponse>, AppError> {
+    Ok(axum::Json(state.app.assignments(&host, &host_ref, q.after, q.wait).await?))
+}
+
+/// Acknowledge every change up to a cursor.
+#[utoipa::path(post, path = "/v1/agent/hosts/{host}/assignments/ack", tag = "agent", operation_id = "ack_assignments",
+    params(("host" = String, Path, description = "The host's id; must be the credential's own")),
+    request_body = berth_api::agent::AckRequest,
+    responses(
+        (status = 204, description = "Acknowledged"),
+        (status = 422, description = "The cursor is past the stream's end", body = ErrorBody),
+    ))]
+pub async fn ack(
+    State(state): State<AppState>,
+    axum::Extension(host): axum::Extension<HostPrincipal>,
+    Path(host_ref): Path<String>,
+    ApiJson(req): ApiJson<berth_api::agent::AckRequest>,
+) -> Result<StatusCode, AppError> {
+    state.app.ack_assignments(&host, &host_ref, req.cursor).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Report a task's (and its containers') state; stale reports change nothing.
+#[utoipa::path(post, path = "/v1/agent/hosts/{host}/tasks/{task}/status", tag = "agent", operation_id = "report_task_status",
+    params(("host" = String, Path, description = "The host's id; must be the credential's own"), ("task" = String, Path, description = "Task id")),
+    request_body = berth_api::agent::TaskStatusReport,
+    responses(
+        (status = 200, description = "Applied, or ignored as stale", body = berth_api::agent::TaskStatusReportResponse),
+        (status = 404, description = "No such task on this host", body = ErrorBody),
+        (status = 409, description = "An illegal transition", body = ErrorBody),
+    ))]
+pub async fn report(
+    State(state): State<AppState>,
+    axum::Extension(host): axum::Extension<HostPrincipal>,
+    Path((host_ref, task)): Path<(String, String)>,
+    ApiJson(req): ApiJson<berth_api::agent::TaskStatusReport>,
+) -> Result<axum::Json<berth_api::agent::TaskStatusReportResponse>, AppError> {
+    Ok(axum::Json(state.app.report_task_status(&host, &host_ref, &task, req).await?))
+}

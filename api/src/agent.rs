@@ -1,0 +1,119 @@
+//! The host agent protocol (see docs/agent-protocol.md).
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::TaskId;
+use crate::hosts::HostStatus;
+use crate::task_definitions::{ContainerDefinition, NetworkMode};
+use crate::tasks::{ContainerState, DesiredStatus, StopCode, TaskStatus};
+
+/// The protocol version this build speaks; sent by agents in `x-berth-agent-protocol`.
+pub const AGENT_PROTOCOL_VERSION: u32 = 1;
+
+/// A task as the agent last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedTask {
+    pub task_id: TaskId,
+    pub last_status: TaskStatus,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Every task the agent runs or holds, so the control plane can tell it what it gave up on.
+    #[serde(default)]
+    pub observed: Vec<ObservedTask>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeartbeatResponse {
+    pub host_status: HostStatus,
+    /// How often to heartbeat.
+    pub heartbeat_interval_seconds: u32,
+    /// Observed tasks the control plane considers stopped (for example after
+    /// the host was lost): stop and remove them.
+    pub stop_tasks: Vec<TaskId>,
+}
+
+/// One port the task holds on the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HostPortBinding {
+    pub container_name: String,
+    pub container_port: u16,
+    pub host_port: u16,
+    pub protocol: crate::task_definitions::Protocol,
+}
+
+/// Everything the agent needs to run a task.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AgentTask {
+    pub task_id: TaskId,
+    /// `family:revision`.
+    pub task_definition: String,
+    pub cpu: u32,
+    pub memory: u32,
+    pub network_mode: NetworkMode,
+    /// The containers with the run's overrides applied.
+    pub containers: Vec<ContainerDefinition>,
+    pub port_bindings: Vec<HostPortBinding>,
+}
+
+/// One desired-state change for the host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Assignment {
+    /// Increases by one per change on this host: the cursor.
+    pub seq: i64,
+    pub task_id: TaskId,
+    pub desired_status: DesiredStatus,
+    pub task: AgentTask,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AssignmentsResponse {
+    pub assignments: Vec<Assignment>,
+    /// Pass as `after` next time, and acknowledge it once applied.
+    pub cursor: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AssignmentsQuery {
+    /// Return changes after this sequence number (default: after the last acknowledged one).
+    pub after: Option<i64>,
+    /// Seconds to wait for a change before answering empty (0-30, default 20).
+    pub wait: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// Every change up to and including this one has been applied.
+    pub cursor: i64,
+}
+
+/// A task's state as the agent observed it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStatusReport {
+    /// Increases with every report about this task; older or repeated reports are ignored.
+    pub seq: i64,
+    pub last_status: TaskStatus,
+    #[serde(default)]
+    pub containers: Vec<ContainerState>,
+    /// With STOPPED: why (`EssentialContainerExited`, `TaskFailedToStart`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<StopCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskStatusReportResponse {
+    /// False when the report was older than one already applied (nothing changed).
+    pub applied: bool,
+    pub desired_status: DesiredStatus,
+    pub last_status: TaskStatus,
+}

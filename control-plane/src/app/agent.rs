@@ -1,0 +1,348 @@
+//! The control plane's side of the host agent protocol
+//! (docs/agent-protocol.md): heartbeats, the assignment stream, status reports,
+//! and noticing hosts that went quiet.
+
+use std::time::Duration;
+
+use berth_api::agent::{
+    AgentTask, Assignment, AssignmentsResponse, HeartbeatRequest, HeartbeatResponse, HostPortBinding, TaskStatusReport,
+    TaskStatusReportResponse,
+};
+use berth_api::hosts::HostStatus;
+use berth_api::task_definitions::NetworkMode;
+use berth_api::tasks::{DesiredStatus, StopCode, TaskStatus};
+use berth_api::{HostId, TaskId};
+use serde_json::json;
+
+use super::{App, AppError, AppResult, lifecycle, validate};
+use crate::auth::HostPrincipal;
+use crate::store::tasks::{StateChange, TaskRow};
+use crate::store::{self, AccountScope, Tx};
+
+/// Timings of the protocol.
+#[derive(Clone, Debug)]
+pub struct AgentSettings {
+    pub heartbeat_interval: Duration,
+    /// A host that missed three heartbeats is DISCONNECTED; after this long it is LOST.
+    pub lost_timeout: Duration,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self { heartbeat_interval: Duration::from_secs(5), lost_timeout: Duration::from_secs(60) }
+    }
+}
+
+const MAX_WAIT_SECONDS: u32 = 30;
+const POLL_EVERY: Duration = Duration::from_millis(200);
+const MAX_BATCH: u64 = 100;
+
+fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
+    if host_ref == host.host_id.to_string() {
+        Ok(())
+    } else {
+        Err(AppError::AccessDenied("a host credential reaches only its own host's endpoints".into()))
+    }
+}
+
+/// What the agent needs to run a task: its containers with the run's
+/// overrides applied, and which host port each mapping got.
+async fn agent_task(tx: &mut Tx, scope: AccountScope, row: &TaskRow) -> AppResult<AgentTask> {
+    let td = store::task_definitions::get_by_id(tx, scope, berth_api::TaskDefinitionId(row.task_definition_id))
+        .await?
+        .ok_or_else(|| AppError::Internal(format!("task {} lost its definition", row.id)))?;
+    let def = td.definition.0;
+    let containers = super::tasks::apply_overrides(&def.container_definitions, &row.overrides.0)?;
+    let dynamic = row.placement.as_ref().map(|p| p.0.dynamic_host_ports.clone()).unwrap_or_default();
+    let mut dynamic = dynamic.into_iter();
+    let mut port_bindings = Vec::new();
+    for c in &containers {
+        for m in &c.port_mappings {
+            let host_port = match def.network_mode {
+                NetworkMode::None => continue,
+                NetworkMode::Host => m.container_port,
+                NetworkMode::Bridge if m.host_port != 0 => m.host_port,
+                NetworkMode::Bridge => dynamic.next().unwrap_or(0),
+            };
+            port_bindings.push(HostPortBinding {
+                container_name: c.name.clone(),
+                container_port: m.container_port,
+                host_port,
+                protocol: m.protocol,
+            });
+        }
+    }
+    Ok(AgentTask {
+        task_id: row.task_id(),
+        task_definition: format!("{}:{}", row.family, row.revision),
+        cpu: u32::try_from(row.cpu).unwrap_or(0),
+        memory: u32::try_from(row.memory).unwrap_or(0),
+        network_mode: def.network_mode,
+        containers,
+        port_bindings,
+    })
+}
+
+/// Stops a task in the store: state, stop code, freed host resources, event.
+pub(crate) async fn stop_in_store(
+    tx: &mut Tx,
+    scope: AccountScope,
+    row: &TaskRow,
+    stop_code: StopCode,
+    reason: &str,
+) -> AppResult<()> {
+    let now = store::now();
+    let mut containers = row.containers.0.clone();
+    containers.iter_mut().for_each(|c| c.last_status = TaskStatus::Stopped);
+    let change = StateChange {
+        desired_status: DesiredStatus::Stopped,
+        last_status: TaskStatus::Stopped,
+        containers: &containers,
+        stop_code: Some(stop_code),
+        stopped_reason: Some(reason),
+        now,
+    };
+    if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
+        return Err(AppError::Contention);
+    }
+    if let Some(host) = row.host_id {
+        store::hosts::release(tx, HostId(host), row_cpu(row), row_memory(row), &row.host_ports.0, now).await?;
+    }
+    store::events::append(
+        tx,
+        scope,
+        "task.state_changed",
+        &row.id.to_string(),
+        json!({"last_status": "STOPPED", "desired_status": "STOPPED", "stop_code": stop_code.as_str(), "stopped_reason": reason}),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+fn row_cpu(row: &TaskRow) -> u32 {
+    u32::try_from(row.cpu).unwrap_or(0)
+}
+
+fn row_memory(row: &TaskRow) -> u32 {
+    u32::try_from(row.memory).unwrap_or(0)
+}
+
+impl App {
+    pub fn agent_settings(&self) -> &AgentSettings {
+        &self.inner.agent
+    }
+
+    pub async fn heartbeat(
+        &self,
+        host: &HostPrincipal,
+        host_ref: &str,
+        req: HeartbeatRequest,
+    ) -> AppResult<HeartbeatResponse> {
+        own_host(host, host_ref)?;
+        if req.observed.len() > 10_000 {
+            return Err(AppError::validation("observed", "at most 10000 tasks per heartbeat"));
+        }
+        let scope = AccountScope::new(host.account_id);
+        let mut tx = self.db().begin_write().await?;
+        let status = store::hosts::heartbeat(&mut tx, host.host_id, store::now())
+            .await?
+            .ok_or_else(|| AppError::AccessDenied("the host is deregistered".into()))?;
+        // Tell the agent what the control plane has given up on: tasks it
+        // stopped (for example when the host was lost), or does not know here.
+        let mut stop_tasks = Vec::new();
+        for o in &req.observed {
+            if o.last_status == TaskStatus::Stopped {
+                continue;
+            }
+            match store::tasks::get_any_cluster(&mut tx, scope, o.task_id).await? {
+                Some(t) if t.host_id == Some(host.host_id.0) && t.last_status != "STOPPED" => {}
+                _ => stop_tasks.push(o.task_id),
+            }
+        }
+        tx.commit().await?;
+        Ok(HeartbeatResponse {
+            host_status: HostStatus::parse(&status).unwrap_or(HostStatus::Active),
+            heartbeat_interval_seconds: u32::try_from(self.agent_settings().heartbeat_interval.as_secs()).unwrap_or(5),
+            stop_tasks,
+        })
+    }
+
+    /// The host's changes after `after` (default: after the acknowledged
+    /// position), waiting up to `wait` seconds for one to appear.
+    pub async fn assignments(
+        &self,
+        host: &HostPrincipal,
+        host_ref: &str,
+        after: Option<i64>,
+        wait: Option<u32>,
+    ) -> AppResult<AssignmentsResponse> {
+        own_host(host, host_ref)?;
+        let wait = wait.unwrap_or(20);
+        if wait > MAX_WAIT_SECONDS {
+            return Err(AppError::bad_request(Some("wait"), format!("wait must be 0-{MAX_WAIT_SECONDS} seconds")));
+        }
+        let scope = AccountScope::new(host.account_id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
+        loop {
+            let mut tx = self.db().begin_read().await?;
+            let row = store::hosts::find_for_authentication(&mut tx, host.host_id)
+                .await?
+                .ok_or_else(|| AppError::not_found("host", host_ref))?;
+            let after = after.unwrap_or(row.assignment_acked);
+            let rows = store::assignments::after(&mut tx, host.host_id, after, MAX_BATCH).await?;
+            if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+                let mut assignments = Vec::with_capacity(rows.len());
+                for a in &rows {
+                    let task = store::tasks::get_any_cluster(&mut tx, scope, TaskId(a.task_id))
+                        .await?
+                        .ok_or_else(|| AppError::Internal(format!("assignment for a missing task {}", a.task_id)))?;
+                    assignments.push(Assignment {
+                        seq: a.seq,
+                        task_id: TaskId(a.task_id),
+                        desired_status: DesiredStatus::parse(&a.desired_status)
+                            .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
+                        task: agent_task(&mut tx, scope, &task).await?,
+                    });
+                }
+                tx.rollback().await?;
+                let cursor = rows.last().map_or(after, |a| a.seq);
+                return Ok(AssignmentsResponse { assignments, cursor });
+            }
+            tx.rollback().await?;
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    pub async fn ack_assignments(&self, host: &HostPrincipal, host_ref: &str, cursor: i64) -> AppResult<()> {
+        own_host(host, host_ref)?;
+        let mut tx = self.db().begin_write().await?;
+        let moved = store::hosts::ack(&mut tx, host.host_id, cursor).await?;
+        tx.commit().await?;
+        if !moved {
+            let mut tx = self.db().begin_read().await?;
+            let row = store::hosts::find_for_authentication(&mut tx, host.host_id).await?;
+            tx.rollback().await?;
+            if let Some(row) = row
+                && cursor > row.assignment_seq
+            {
+                return Err(AppError::validation(
+                    "cursor",
+                    format!("cursor {cursor} is past the stream's end ({})", row.assignment_seq),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an agent's report on one task. Older or repeated reports (by
+    /// sequence number) change nothing; a report may not move a task back.
+    pub async fn report_task_status(
+        &self,
+        host: &HostPrincipal,
+        host_ref: &str,
+        task: &str,
+        report: TaskStatusReport,
+    ) -> AppResult<TaskStatusReportResponse> {
+        own_host(host, host_ref)?;
+        if report.seq < 1 {
+            return Err(AppError::validation("seq", "seq starts at 1 and increases with every report"));
+        }
+        if let Some(r) = &report.reason {
+            validate::text("reason", r, 1024)?;
+        }
+        let task_id: TaskId = task.parse().map_err(|_| AppError::not_found("task", task))?;
+        let scope = AccountScope::new(host.account_id);
+        let mut tx = self.db().begin_write().await?;
+        let row = store::tasks::get_any_cluster(&mut tx, scope, task_id)
+            .await?
+            .filter(|t| t.host_id == Some(host.host_id.0))
+            .ok_or_else(|| AppError::not_found("task", task))?;
+        let from = row.last_status()?;
+        let desired = row.desired_status()?;
+        if report.seq <= row.report_seq {
+            tx.rollback().await?;
+            return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
+        }
+        let to = report.last_status;
+        if to != from && !lifecycle::can_transition(from, to) {
+            return Err(AppError::InvalidTransition(format!("a {} task cannot become {}", from.as_str(), to.as_str())));
+        }
+        let now = store::now();
+        let stop_code = match (to, report.stop_code, row.stop_code()?) {
+            (TaskStatus::Stopped, Some(code), _) => Some(code),
+            (TaskStatus::Stopped, None, Some(existing)) => Some(existing),
+            (TaskStatus::Stopped, None, None) if row.running_at.is_none() => Some(StopCode::TaskFailedToStart),
+            (TaskStatus::Stopped, None, None) => Some(StopCode::EssentialContainerExited),
+            (_, _, existing) => existing,
+        };
+        let reason = report.reason.clone().or(row.stopped_reason.clone());
+        let containers =
+            if report.containers.is_empty() { row.containers.0.clone() } else { report.containers.clone() };
+        let change = StateChange {
+            desired_status: if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired },
+            last_status: to,
+            containers: &containers,
+            stop_code,
+            stopped_reason: reason.as_deref(),
+            now,
+        };
+        if !store::tasks::apply_report(&mut tx, scope, task_id, host.host_id, report.seq, change).await? {
+            // A concurrent report with a newer sequence number won.
+            tx.rollback().await?;
+            return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
+        }
+        if to == TaskStatus::Stopped && from != TaskStatus::Stopped {
+            store::hosts::release(&mut tx, host.host_id, row_cpu(&row), row_memory(&row), &row.host_ports.0, now)
+                .await?;
+        }
+        if to != from {
+            store::events::append(
+                &mut tx,
+                scope,
+                "task.state_changed",
+                &row.id.to_string(),
+                json!({"cluster": row.cluster_name, "last_status": to.as_str(), "host_id": host.host_id.to_string(),
+                       "stop_code": stop_code.map(|c| c.as_str()), "stopped_reason": reason}),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        let desired = if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired };
+        Ok(TaskStatusReportResponse { applied: true, desired_status: desired, last_status: to })
+    }
+
+    /// Marks hosts that stopped heartbeating: DISCONNECTED after three missed
+    /// intervals, LOST after the loss timeout, when their tasks stop with
+    /// `HostLost`. Every replica may run this at once: each host changes once.
+    pub async fn sweep_hosts(&self) -> AppResult<(usize, usize)> {
+        let settings = self.agent_settings().clone();
+        let now = store::now();
+        let disconnect_after =
+            time::Duration::try_from(settings.heartbeat_interval * 3).unwrap_or(time::Duration::seconds(15));
+        let lost_after = time::Duration::try_from(settings.lost_timeout).unwrap_or(time::Duration::seconds(60));
+        let mut tx = self.db().begin_write().await?;
+        let disconnected =
+            store::hosts::mark_stale(&mut tx, &["ACTIVE", "DRAINING"], "DISCONNECTED", now - disconnect_after).await?;
+        for h in &disconnected {
+            let scope = AccountScope::new(berth_api::AccountId(h.account_id));
+            store::events::append(&mut tx, scope, "host.disconnected", &h.id.to_string(), json!({}), now).await?;
+        }
+        tx.commit().await?;
+        let mut tx = self.db().begin_write().await?;
+        let lost = store::hosts::mark_stale(&mut tx, &["DISCONNECTED"], "LOST", now - lost_after).await?;
+        for h in &lost {
+            let scope = AccountScope::new(berth_api::AccountId(h.account_id));
+            store::events::append(&mut tx, scope, "host.lost", &h.id.to_string(), json!({}), now).await?;
+            let filter = store::tasks::TaskFilter { host_id: Some(HostId(h.id)), ..Default::default() };
+            let tasks =
+                store::tasks::list(&mut tx, scope, berth_api::ClusterId(h.cluster_id), &filter, None, 100_000).await?;
+            for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
+                stop_in_store(&mut tx, scope, t, StopCode::HostLost, "the host stopped heartbeating").await?;
+            }
+        }
+        tx.commit().await?;
+        Ok((disconnected.len(), lost.len()))
+    }
+}

@@ -1,0 +1,79 @@
+//! Each host's stream of desired-state changes. A change is appended in the
+//! same transaction as the decision behind it (placing a task, asking it to
+//! stop), with the next number of the host's own sequence, so an agent that
+//! resumes from its cursor misses nothing and sees no change twice.
+
+use berth_api::tasks::DesiredStatus;
+use berth_api::{HostId, TaskId};
+use sea_query::{Expr, ExprTrait, Order, Query};
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::schema::{HostAssignments, Hosts};
+use super::{AccountScope, StoreResult, Tx};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct AssignmentRow {
+    pub seq: i64,
+    pub task_id: Uuid,
+    pub desired_status: String,
+}
+
+/// Appends a change for the host; returns its sequence number.
+pub async fn append(
+    tx: &mut Tx,
+    scope: AccountScope,
+    host: HostId,
+    task: TaskId,
+    desired: DesiredStatus,
+    now: OffsetDateTime,
+) -> StoreResult<i64> {
+    #[derive(FromRow)]
+    struct Seq {
+        assignment_seq: i64,
+    }
+    // Not a version bump: appending must not make a concurrent placement on the host conflict.
+    let bump = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::AssignmentSeq, Expr::col(Hosts::AssignmentSeq).add(1))
+        .and_where(Expr::col(Hosts::Id).eq(host.0))
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .returning_col(Hosts::AssignmentSeq)
+        .to_owned();
+    let seq: Seq = tx.fetch_one(&bump).await?;
+    let insert = Query::insert()
+        .into_table(HostAssignments::Table)
+        .columns([
+            HostAssignments::HostId,
+            HostAssignments::Seq,
+            HostAssignments::AccountId,
+            HostAssignments::TaskId,
+            HostAssignments::DesiredStatus,
+            HostAssignments::CreatedAt,
+        ])
+        .values_panic([
+            host.0.into(),
+            seq.assignment_seq.into(),
+            scope.uuid().into(),
+            task.0.into(),
+            desired.as_str().into(),
+            now.into(),
+        ])
+        .to_owned();
+    tx.execute(&insert).await?;
+    Ok(seq.assignment_seq)
+}
+
+/// Changes after `after`, oldest first.
+pub async fn after(tx: &mut Tx, host: HostId, after: i64, limit: u64) -> StoreResult<Vec<AssignmentRow>> {
+    let stmt = Query::select()
+        .columns([HostAssignments::Seq, HostAssignments::TaskId, HostAssignments::DesiredStatus])
+        .from(HostAssignments::Table)
+        .and_where(Expr::col(HostAssignments::HostId).eq(host.0))
+        .and_where(Expr::col(HostAssignments::Seq).gt(after))
+        .order_by(HostAssignments::Seq, Order::Asc)
+        .limit(limit)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}

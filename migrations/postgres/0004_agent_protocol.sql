@@ -1,0 +1,19 @@
+-- The agent protocol: a per-host stream of desired-state changes with a cursor,
+-- the agent's acknowledged position in it, and per-task report sequence numbers
+-- so stale or repeated reports change nothing.
+
+ALTER TABLE hosts ADD COLUMN assignment_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE hosts ADD COLUMN assignment_acked BIGINT NOT NULL DEFAULT 0;
+
+CREATE TABLE host_assignments (
+    host_id        UUID NOT NULL REFERENCES hosts (id),
+    seq            BIGINT NOT NULL,
+    account_id     UUID NOT NULL REFERENCES accounts (id),
+    task_id        UUID NOT NULL,
+    desired_status TEXT NOT NULL,
+    created_at     TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (host_id, seq)
+);
+
+ALTER TABLE tasks ADD COLUMN report_seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX hosts_heartbeat_idx ON hosts (status, last_heartbeat_at);

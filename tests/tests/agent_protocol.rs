@@ -1,0 +1,251 @@
+//! The agent protocol, driven over HTTP by a test double standing in for an
+//! agent: assignments with a cursor, acknowledgements, sequenced reports,
+//! stopping, reconnecting, heartbeats, and host loss and return.
+
+use std::time::Duration;
+
+use berth_tests::{Auth, Backend, Client, TestDb, TestServer, on_both_backends, test_config};
+use serde_json::{Value, json};
+
+/// Speaks the agent protocol with a host credential (a test double, not the agent).
+struct FakeAgent {
+    client: Client,
+    host: String,
+}
+
+impl FakeAgent {
+    async fn join(tenant: &Client, cluster: &str) -> FakeAgent {
+        let reg = tenant.add_host(cluster, 4096, 4096, json!({"os": "linux"})).await;
+        let cred = reg["host_credential"].as_str().expect("credential");
+        FakeAgent {
+            client: tenant.with_auth(Auth::Header(format!("BerthHost {cred}"))),
+            host: reg["host_id"].as_str().expect("host").to_owned(),
+        }
+    }
+
+    async fn poll(&self, after: Option<i64>, wait: u32) -> Value {
+        let q = match after {
+            Some(a) => format!("?after={a}&wait={wait}"),
+            None => format!("?wait={wait}"),
+        };
+        self.client.get(&format!("/v1/agent/hosts/{}/assignments{q}", self.host)).await.expect(200)
+    }
+
+    async fn ack(&self, cursor: i64) {
+        let r = self
+            .client
+            .post(&format!("/v1/agent/hosts/{}/assignments/ack", self.host), json!({"cursor": cursor}))
+            .await;
+        assert_eq!(r.status.as_u16(), 204, "{}", r.body);
+    }
+
+    async fn report(&self, task: &str, body: Value) -> berth_tests::Resp {
+        self.client.post(&format!("/v1/agent/hosts/{}/tasks/{task}/status", self.host), body).await
+    }
+
+    async fn heartbeat(&self, observed: Value) -> Value {
+        self.client
+            .post(&format!("/v1/agent/hosts/{}/heartbeat", self.host), json!({"observed": observed}))
+            .await
+            .expect(200)
+    }
+}
+
+async fn setup(s: &TestServer) -> Client {
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    c.post(
+        "/v1/task-definitions",
+        json!({"family": "web", "container_definitions": [{"name": "app", "image": "busybox", "memory": 256,
+               "command": ["sleep", "60"], "port_mappings": [{"container_port": 80}]}]}),
+    )
+    .await
+    .expect(201);
+    c
+}
+
+async fn run_one(c: &Client) -> String {
+    let r = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web"})).await.expect(201);
+    r["tasks"][0]["id"].as_str().expect("task id").to_owned()
+}
+
+async fn task(c: &Client, id: &str) -> Value {
+    c.get(&format!("/v1/clusters/prod/tasks/{id}")).await.expect(200)
+}
+
+async fn assignments_reports_and_stopping(backend: Backend) {
+    // The servers' logs go to the test's output, shown when it fails.
+    let _log = berth_control_plane::telemetry::init(Default::default());
+    let s = TestServer::start(backend).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let id = run_one(&c).await;
+    assert_eq!(task(&c, &id).await["last_status"], "PENDING");
+
+    let got = agent.poll(None, 0).await;
+    let a = &got["assignments"][0];
+    assert_eq!(a["seq"], 1);
+    assert_eq!(a["task_id"], id.as_str());
+    assert_eq!(a["desired_status"], "RUNNING");
+    assert_eq!(a["task"]["containers"][0]["command"], json!(["sleep", "60"]));
+    let binding = &a["task"]["port_bindings"][0];
+    assert_eq!(binding["container_port"], 80);
+    assert!(binding["host_port"].as_u64().is_some_and(|p| (32768..=60999).contains(&p)), "{binding}");
+    assert_eq!(got["cursor"], 1);
+    agent.ack(1).await;
+
+    // Reports move the task forward; a repeated or older report changes nothing.
+    let running = json!({"seq": 1, "last_status": "RUNNING",
+                         "containers": [{"name": "app", "image": "busybox", "last_status": "RUNNING"}]});
+    assert_eq!(agent.report(&id, running.clone()).await.expect(200)["applied"], true);
+    let t = task(&c, &id).await;
+    assert_eq!(t["last_status"], "RUNNING");
+    assert!(t["running_at"].is_string());
+    assert_eq!(t["containers"][0]["last_status"], "RUNNING");
+    assert_eq!(agent.report(&id, running).await.expect(200)["applied"], false);
+    agent.report(&id, json!({"seq": 2, "last_status": "PENDING"})).await.expect_error(409, "InvalidStateTransition");
+    agent.report("not-a-task", json!({"seq": 1, "last_status": "RUNNING"})).await.expect_error(404, "ResourceNotFound");
+
+    // The user stops it: the agent is told, stops the containers, reports back.
+    c.post(&format!("/v1/clusters/prod/tasks/{id}/stop"), json!({"reason": "done"})).await.expect(200);
+    let got = agent.poll(Some(1), 0).await;
+    assert_eq!(got["assignments"][0]["desired_status"], "STOPPED");
+    assert_eq!(got["cursor"], 2);
+    agent.report(&id, json!({"seq": 3, "last_status": "STOPPING"})).await.expect(200);
+    let stopped = json!({"seq": 4, "last_status": "STOPPED",
+                         "containers": [{"name": "app", "image": "busybox", "last_status": "STOPPED", "exit_code": 143}]});
+    agent.report(&id, stopped).await.expect(200);
+    let t = task(&c, &id).await;
+    assert_eq!(t["last_status"], "STOPPED");
+    assert_eq!(t["stop_code"], "UserInitiated");
+    assert_eq!(t["stopped_reason"], "done");
+    assert_eq!(t["containers"][0]["exit_code"], 143);
+    assert!(t["stopping_at"].is_string() && t["stopped_at"].is_string());
+    let host = c.get(&format!("/v1/clusters/prod/hosts/{}", agent.host)).await.expect(200);
+    assert_eq!(host["used"], json!({"cpu": 0, "memory": 0}), "a stopped task gives its resources back");
+
+    // A task that never ran stops as TaskFailedToStart.
+    let id2 = run_one(&c).await;
+    agent
+        .report(&id2, json!({"seq": 1, "last_status": "STOPPED", "reason": "CannotPullImage: not found"}))
+        .await
+        .expect(200);
+    let t = task(&c, &id2).await;
+    assert_eq!(t["stop_code"], "TaskFailedToStart");
+    assert_eq!(t["stopped_reason"], "CannotPullImage: not found");
+    s.stop().await;
+}
+
+async fn an_agent_that_reconnects_misses_nothing(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let first = run_one(&c).await;
+    let got = agent.poll(None, 0).await;
+    agent.ack(got["cursor"].as_i64().expect("cursor")).await;
+    // While the agent is away, two more tasks and a stop arrive.
+    let second = run_one(&c).await;
+    let third = run_one(&c).await;
+    c.post(&format!("/v1/clusters/prod/tasks/{first}/stop"), json!({})).await.expect(200);
+    // After a restart it resumes from its acknowledged position.
+    let got = agent.poll(None, 0).await;
+    let seen: Vec<(String, String)> = got["assignments"]
+        .as_array()
+        .expect("assignments")
+        .iter()
+        .map(|a| (a["task_id"].as_str().expect("id").to_owned(), a["desired_status"].as_str().expect("s").to_owned()))
+        .collect();
+    assert_eq!(seen, [(second, "RUNNING".to_owned()), (third, "RUNNING".to_owned()), (first, "STOPPED".to_owned())]);
+    assert_eq!(got["cursor"], 4);
+    agent
+        .client
+        .post(&format!("/v1/agent/hosts/{}/assignments/ack", agent.host), json!({"cursor": 99}))
+        .await
+        .expect_error(422, "ValidationError");
+    s.stop().await;
+}
+
+async fn long_poll_answers_when_a_change_arrives(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let c2 = c.clone();
+    let starter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        run_one(&c2).await
+    });
+    // Waits (up to 10 s) and answers with the change made meanwhile.
+    let got = agent.poll(Some(0), 10).await;
+    let id = starter.await.expect("join");
+    assert_eq!(got["assignments"][0]["task_id"], id.as_str());
+    // With nothing new it answers empty after the wait, with the same cursor.
+    let empty = agent.poll(Some(1), 1).await;
+    assert_eq!(empty["assignments"], json!([]));
+    assert_eq!(empty["cursor"], 1);
+    // Another host's credential cannot read this host's stream.
+    let other = FakeAgent::join(&c, "prod").await;
+    other
+        .client
+        .get(&format!("/v1/agent/hosts/{}/assignments?wait=0", agent.host))
+        .await
+        .expect_error(403, "AccessDenied");
+    s.stop().await;
+}
+
+on_both_backends!(
+    assignments_reports_and_stopping,
+    an_agent_that_reconnects_misses_nothing,
+    long_poll_answers_when_a_change_arrives
+);
+
+/// A host that stops heartbeating becomes DISCONNECTED, then LOST; its tasks
+/// stop with HostLost; when it comes back it is told to stop them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_loss_and_return() {
+    let t = TestDb::new(Backend::Postgres).await;
+    let mut config = test_config(&t.url);
+    config.agent.heartbeat_interval = Duration::from_secs(1);
+    config.agent.lost_timeout = Duration::from_secs(4);
+    let s = TestServer::start_with(t, config).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let id = run_one(&c).await;
+    agent.report(&id, json!({"seq": 1, "last_status": "RUNNING"})).await.expect(200);
+    let hb = agent.heartbeat(json!([{"task_id": id, "last_status": "RUNNING"}])).await;
+    assert_eq!(hb["host_status"], "ACTIVE");
+    assert_eq!(hb["stop_tasks"], json!([]));
+    assert_eq!(hb["heartbeat_interval_seconds"], 1);
+
+    // The agent goes quiet; the control plane's own sweep notices.
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let status = c.get(&format!("/v1/clusters/prod/hosts/{}", agent.host)).await.expect(200)["status"]
+            .as_str()
+            .expect("s")
+            .to_owned();
+        if seen.last() != Some(&status) {
+            seen.push(status.clone());
+        }
+        if status == "LOST" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(seen, ["ACTIVE", "DISCONNECTED", "LOST"]);
+    let lost = task(&c, &id).await;
+    assert_eq!(lost["last_status"], "STOPPED");
+    assert_eq!(lost["stop_code"], "HostLost");
+    let host = c.get(&format!("/v1/clusters/prod/hosts/{}", agent.host)).await.expect(200);
+    assert_eq!(host["used"]["memory"], 0);
+    // Nothing is placed on a lost host.
+    let r = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web"})).await.expect(201);
+    assert_eq!(r["failures"][0]["reason"], "AGENT");
+
+    // It comes back still running the task: it is told to stop it, and is ACTIVE again.
+    let hb = agent.heartbeat(json!([{"task_id": id, "last_status": "RUNNING"}])).await;
+    assert_eq!(hb["stop_tasks"], json!([id]));
+    assert_eq!(hb["host_status"], "ACTIVE");
+    let events = c.get("/v1/events?types=host.disconnected,host.lost").await.expect(200);
+    assert_eq!(events["events"].as_array().expect("events").len(), 2);
+    s.stop().await;
+}
