@@ -21,6 +21,8 @@ enum Command {
     Server(commands::server::ServerArgs),
     /// Run a control plane on embedded SQLite for local use, with a dev account ready.
     Dev(commands::dev::DevArgs),
+    /// Run a host agent that joins a cluster.
+    Agent(commands::agent::AgentArgs),
     /// Print the OpenAPI document of the API this build serves.
     Openapi,
     /// Print a new random master key (`id:base64key`) for BERTH_MASTER_KEYS or a key file.
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
             Command::Dev(args) => commands::dev::run(args).await,
+            Command::Agent(args) => commands::agent::run(args).await,
             Command::Openapi => commands::openapi(),
             Command::GenerateMasterKey { id } => {
                 let now = time::OffsetDateTime::now_utc();

@@ -1,3 +1,186 @@
-//! Berth's host agent: registers a host with a cluster, heartbeats, takes
-//! assignments and runs them through containerd. It is built by the
-//! placement-and-agents and containerd issues; nothing lives here yet.
+//! Berth's host agent.
+//!
+//! An agent registers its host with a cluster once (exchanging a
+//! registration token for a host id and credential, kept in its state dir so
+//! a restart keeps the same identity), then runs three loops against the
+//! control plane (docs/agent-protocol.md): heartbeats carrying what it runs,
+//! a long-poll on its assignment stream from its acknowledged cursor, and
+//! sequenced status reports for every task transition.
+//!
+//! Tasks run through a [`Runtime`]. The containerd runtime is the containerd
+//! issue's work; until then the only one is [`SimulatedRuntime`], a test
+//! double that reports tasks RUNNING without running anything, for tests and
+//! benchmarks (`berth agent --simulate N`).
+
+pub mod client;
+pub mod runtime;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_api::agent::{AckRequest, HeartbeatRequest, ObservedTask, TaskStatusReport};
+use berth_api::hosts::Resources;
+use berth_api::tasks::{DesiredStatus, TaskStatus};
+use tokio::sync::watch;
+
+pub use client::{AgentClient, ClientError};
+pub use runtime::{Runtime, SimulatedRuntime, TaskUpdate};
+pub use state::{Identity, StateDir};
+
+/// What `berth agent` was asked to do.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub server: String,
+    pub registration_token: String,
+    pub state_dir: PathBuf,
+    pub hostname: String,
+    pub total: Resources,
+    pub reserved: Resources,
+    pub dynamic_port_range: [u16; 2],
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("state dir: {0}")]
+    State(#[from] std::io::Error),
+    #[error("state dir: {0}")]
+    StateFormat(String),
+}
+
+/// Registers (or reloads) the host's identity.
+pub async fn identify(config: &AgentConfig) -> Result<Identity, AgentError> {
+    let state = StateDir::new(&config.state_dir)?;
+    if let Some(identity) = state.load_identity()? {
+        tracing::info!(host_id = %identity.host_id, "reusing the host identity from the state dir");
+        return Ok(identity);
+    }
+    let mut attributes = config.attributes.clone();
+    attributes.entry("os".into()).or_insert_with(|| std::env::consts::OS.into());
+    attributes.entry("arch".into()).or_insert_with(|| std::env::consts::ARCH.into());
+    let registered = AgentClient::register(
+        &config.server,
+        &berth_api::auth::RegisterHostRequest {
+            registration_token: config.registration_token.clone(),
+            hostname: config.hostname.clone(),
+            total: config.total,
+            reserved: config.reserved,
+            dynamic_port_range: Some(config.dynamic_port_range),
+            attributes,
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+        },
+    )
+    .await?;
+    let identity = Identity {
+        server: config.server.clone(),
+        host_id: registered.host_id,
+        cluster_id: registered.cluster_id,
+        host_credential: registered.host_credential,
+    };
+    state.save_identity(&identity)?;
+    tracing::info!(host_id = %identity.host_id, "registered the host");
+    Ok(identity)
+}
+
+/// Runs the agent until `stop` becomes true.
+pub async fn run(
+    identity: Identity,
+    runtime: Arc<dyn Runtime>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    let client = AgentClient::new(&identity)?;
+    let interval = Arc::new(std::sync::Mutex::new(Duration::from_secs(5)));
+    let reporter = tokio::spawn(report_loop(client.clone(), runtime.clone(), stop.clone()));
+    let heartbeats = tokio::spawn(heartbeat_loop(client.clone(), runtime.clone(), interval.clone(), stop.clone()));
+    loop {
+        let poll = client.assignments(None, 20);
+        let got = tokio::select! {
+            r = poll => r,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        match got {
+            Ok(page) => {
+                for a in &page.assignments {
+                    match a.desired_status {
+                        DesiredStatus::Running => runtime.start(a.task.clone()).await,
+                        DesiredStatus::Stopped => runtime.stop(a.task_id).await,
+                    }
+                }
+                if !page.assignments.is_empty()
+                    && let Err(e) = client.ack(&AckRequest { cursor: page.cursor }).await
+                {
+                    tracing::warn!(error = %e, "could not acknowledge assignments; they will come again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "assignment poll failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    heartbeats.abort();
+    reporter.abort();
+    Ok(())
+}
+
+async fn heartbeat_loop(
+    client: AgentClient,
+    runtime: Arc<dyn Runtime>,
+    interval: Arc<std::sync::Mutex<Duration>>,
+    stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let observed: Vec<ObservedTask> = runtime
+            .observed()
+            .await
+            .into_iter()
+            .map(|(task_id, last_status)| ObservedTask { task_id, last_status })
+            .collect();
+        match client.heartbeat(&HeartbeatRequest { observed }).await {
+            Ok(resp) => {
+                for task in resp.stop_tasks {
+                    runtime.stop(task).await;
+                }
+                if let Ok(mut i) = interval.lock() {
+                    *i = Duration::from_secs(u64::from(resp.heartbeat_interval_seconds.max(1)));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+        let wait = interval.lock().map(|i| *i).unwrap_or(Duration::from_secs(5));
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Sends the runtime's transitions as sequenced reports, retrying until they land.
+async fn report_loop(client: AgentClient, runtime: Arc<dyn Runtime>, stop: watch::Receiver<bool>) {
+    let mut seq = runtime::Sequencer::default();
+    while !*stop.borrow() {
+        let Some(update) = runtime.next_update().await else { break };
+        let report = TaskStatusReport {
+            seq: seq.next_seq(),
+            last_status: update.last_status,
+            containers: update.containers,
+            stop_code: update.stop_code,
+            reason: update.reason,
+        };
+        for attempt in 0..10u32 {
+            match client.report(update.task_id, &report).await {
+                Ok(_) => break,
+                Err(ClientError::Api { status, .. }) if status == 404 || status == 409 => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "report failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                }
+            }
+        }
+        if update.last_status == TaskStatus::Stopped {
+            runtime.forget(update.task_id).await;
+        }
+    }
+}

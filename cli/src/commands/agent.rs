@@ -1,0 +1,120 @@
+//! `berth agent`: run a host agent.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use berth_api::hosts::Resources;
+use berth_host_agent::{AgentConfig, SimulatedRuntime};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The control plane's URL.
+    #[arg(long, env = "BERTH_SERVER")]
+    pub server: String,
+    /// The cluster to join (the registration token decides; this names it in logs).
+    #[arg(long, env = "BERTH_CLUSTER")]
+    pub cluster: String,
+    /// A registration token from `POST /v1/clusters/{cluster}/registration-tokens`.
+    #[arg(long, env = "BERTH_REGISTRATION_TOKEN", hide_env_values = true)]
+    pub registration_token: String,
+    /// Where the agent keeps its identity, so a restart keeps the same host.
+    #[arg(long, env = "BERTH_STATE_DIR")]
+    pub state_dir: PathBuf,
+    /// An attribute for placement constraints, `key=value`; repeat for more.
+    #[arg(long = "attribute", value_parser = parse_attribute)]
+    pub attributes: Vec<(String, String)>,
+    /// CPU units to offer (1024 per core) [default: all of the machine's].
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Memory to offer in MiB [default: all of the machine's].
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// CPU units kept back for the system.
+    #[arg(long, default_value_t = 0)]
+    pub reserved_cpu: u32,
+    /// MiB kept back for the system.
+    #[arg(long, default_value_t = 256)]
+    pub reserved_memory: u32,
+    /// The host ports dynamic port mappings come from.
+    #[arg(long, default_value = "32768-60999", value_parser = parse_range)]
+    pub port_range: (u16, u16),
+    /// Run N simulated hosts in this process: a test double that reports tasks RUNNING without
+    /// running anything, for tests and benchmarks of the control plane.
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<u32>,
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not LOW-HIGH"))?;
+    let (a, b) = (a.parse::<u16>().map_err(|e| e.to_string())?, b.parse::<u16>().map_err(|e| e.to_string())?);
+    if a == 0 || b < a {
+        return Err("the range must be LOW-HIGH with 1 <= LOW <= HIGH".into());
+    }
+    Ok((a, b))
+}
+
+/// The machine's CPU units and memory in MiB.
+fn machine() -> (u32, u32) {
+    let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+        })
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    (cores * 1024, u32::try_from(mem_kib / 1024).unwrap_or(u32::MAX))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let _telemetry = berth_control_plane::telemetry::init(Default::default());
+    let Some(n) = args.simulate else {
+        bail!(
+            "this build has no container runtime yet (containerd support is the containerd issue's work); \
+             run with --simulate N to join N simulated hosts"
+        );
+    };
+    let (cpu, memory) = machine();
+    let attributes: BTreeMap<String, String> = args.attributes.iter().cloned().collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut agents = Vec::new();
+    for i in 0..n {
+        let config = AgentConfig {
+            server: args.server.clone(),
+            registration_token: args.registration_token.clone(),
+            state_dir: args.state_dir.join(format!("sim-{i}")),
+            hostname: format!("{}-sim-{i}", hostname()),
+            total: Resources { cpu: args.cpu.unwrap_or(cpu), memory: args.memory.unwrap_or(memory) },
+            reserved: Resources { cpu: args.reserved_cpu, memory: args.reserved_memory },
+            dynamic_port_range: [args.port_range.0, args.port_range.1],
+            attributes: attributes.clone(),
+        };
+        let identity =
+            berth_host_agent::identify(&config).await.with_context(|| format!("registering simulated host {i}"))?;
+        let runtime = Arc::new(SimulatedRuntime::default());
+        agents.push(tokio::spawn(berth_host_agent::run(identity, runtime, stop_rx.clone())));
+    }
+    println!("{n} simulated host(s) joined cluster {} at {}", args.cluster, args.server);
+    super::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    for a in agents {
+        let _ = a.await;
+    }
+    Ok(())
+}

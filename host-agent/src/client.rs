@@ -1,0 +1,116 @@
+//! The agent's HTTP client for the control plane's agent endpoints.
+
+use std::time::Duration;
+
+use berth_api::agent::{
+    AckRequest, AssignmentsResponse, HeartbeatRequest, HeartbeatResponse, TaskStatusReport, TaskStatusReportResponse,
+};
+use berth_api::auth::{RegisterHostRequest, RegisteredHost};
+use berth_api::{ErrorBody, TaskId};
+use serde::de::DeserializeOwned;
+
+use crate::state::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the control plane: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("the control plane answered {status} {code}: {message}")]
+    Api { status: u16, code: String, message: String },
+}
+
+#[derive(Clone)]
+pub struct AgentClient {
+    http: reqwest::Client,
+    base: String,
+    host: String,
+    authorization: String,
+}
+
+async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp.json().await?);
+    }
+    let body: Option<ErrorBody> = resp.json().await.ok();
+    Err(ClientError::Api {
+        status: status.as_u16(),
+        code: body.as_ref().map_or_else(|| "Unknown".into(), |b| b.code.to_string()),
+        message: body.map_or_else(|| status.to_string(), |b| b.message),
+    })
+}
+
+fn http() -> Result<reqwest::Client, ClientError> {
+    // Long-polls wait up to 30 s on the server; leave room above it.
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(45)).build()?)
+}
+
+impl AgentClient {
+    pub fn new(identity: &Identity) -> Result<Self, ClientError> {
+        Ok(Self {
+            http: http()?,
+            base: identity.server.trim_end_matches('/').to_owned(),
+            host: identity.host_id.to_string(),
+            authorization: format!("BerthHost {}", identity.host_credential),
+        })
+    }
+
+    /// Exchanges a registration token for a host identity.
+    pub async fn register(server: &str, req: &RegisterHostRequest) -> Result<RegisteredHost, ClientError> {
+        let url = format!("{}/v1/agent/register", server.trim_end_matches('/'));
+        decode(http()?.post(url).json(req).send().await?).await
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!("{}/v1/agent/hosts/{}{tail}", self.base, self.host)
+    }
+
+    pub async fn heartbeat(&self, req: &HeartbeatRequest) -> Result<HeartbeatResponse, ClientError> {
+        let resp = self
+            .http
+            .post(self.url("/heartbeat"))
+            .header("authorization", &self.authorization)
+            .json(req)
+            .send()
+            .await?;
+        decode(resp).await
+    }
+
+    /// Changes after `after` (default: after the acknowledged cursor), waiting up to `wait` seconds.
+    pub async fn assignments(&self, after: Option<i64>, wait: u32) -> Result<AssignmentsResponse, ClientError> {
+        let mut url = format!("{}?wait={wait}", self.url("/assignments"));
+        if let Some(a) = after {
+            url.push_str(&format!("&after={a}"));
+        }
+        decode(self.http.get(url).header("authorization", &self.authorization).send().await?).await
+    }
+
+    pub async fn ack(&self, req: &AckRequest) -> Result<(), ClientError> {
+        let resp = self
+            .http
+            .post(self.url("/assignments/ack"))
+            .header("authorization", &self.authorization)
+            .json(req)
+            .send()
+            .await?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        decode::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
+    pub async fn report(
+        &self,
+        task: TaskId,
+        report: &TaskStatusReport,
+    ) -> Result<TaskStatusReportResponse, ClientError> {
+        let resp = self
+            .http
+            .post(self.url(&format!("/tasks/{task}/status")))
+            .header("authorization", &self.authorization)
+            .json(report)
+            .send()
+            .await?;
+        decode(resp).await
+    }
+}
