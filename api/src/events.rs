@@ -35,4 +35,16 @@ pub struct ListEventsQuery {
     /// Comma-separated event types to keep.
     pub types: Option<String>,
     pub limit: Option<u32>,
+    /// Seconds to wait for an event when there is none yet (0-30, default 0).
+    pub wait: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamEventsQuery {
+    /// Start after this sequence number (or send `Last-Event-ID`; default: only new events).
+    pub after: Option<i64>,
+    /// Comma-separated event types to keep.
+    pub types: Option<String>,
 }

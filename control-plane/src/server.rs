@@ -93,8 +93,9 @@ impl BoundServer {
     }
 }
 
-/// Notices hosts that stopped heartbeating, once per heartbeat interval. Every
-/// replica runs it; the store's conditional updates make each change happen once.
+/// Once per heartbeat interval: notices hosts that stopped heartbeating, and
+/// places queued tasks where capacity appeared. Every replica runs it; the
+/// store's conditional updates make each change happen once.
 async fn sweep_hosts_forever(app: App) {
     let every = app.agent_settings().heartbeat_interval;
     loop {
@@ -103,6 +104,12 @@ async fn sweep_hosts_forever(app: App) {
             Ok((0, 0)) => {}
             Ok((disconnected, lost)) => tracing::info!(disconnected, lost, "hosts stopped heartbeating"),
             Err(e) => tracing::warn!(error = %e, "host liveness sweep failed"),
+        }
+        // Capacity may have appeared (a host joined, a task stopped): place what waits for it.
+        match app.place_queued().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(placed = n, "placed queued tasks"),
+            Err(e) => tracing::warn!(error = %e, "placing queued tasks failed"),
         }
     }
 }

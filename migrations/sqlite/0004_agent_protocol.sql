@@ -16,4 +16,7 @@ CREATE TABLE host_assignments (
 ) STRICT;
 
 ALTER TABLE tasks ADD COLUMN report_seq INTEGER NOT NULL DEFAULT 0;
+-- What placement was asked for (strategies, constraints), so a queued task is
+-- placed later under the same rules.
+ALTER TABLE tasks ADD COLUMN placement_spec TEXT;
 CREATE INDEX hosts_heartbeat_idx ON hosts (status, last_heartbeat_at);

@@ -249,3 +249,72 @@ async fn host_loss_and_return() {
     assert_eq!(events["events"].as_array().expect("events").len(), 2);
     s.stop().await;
 }
+
+/// Queued tasks are placed when capacity appears (a host joins, a task
+/// stops), oldest first, under the rules they were submitted with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_tasks_are_placed_when_capacity_appears() {
+    let t = TestDb::new(Backend::Postgres).await;
+    let mut config = test_config(&t.url);
+    config.agent.heartbeat_interval = Duration::from_secs(1);
+    config.agent.lost_timeout = Duration::from_secs(30);
+    let s = TestServer::start_with(t, config).await;
+    let c = setup(&s).await;
+    let queued = |constraints: Value| {
+        let c = c.clone();
+        async move {
+            let r = c
+                .post(
+                    "/v1/clusters/prod/tasks",
+                    json!({"task_definition": "web", "queue": true, "placement_constraints": constraints}),
+                )
+                .await
+                .expect(201);
+            r["tasks"][0]["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let oldest = queued(json!([])).await;
+    let picky = queued(json!([{"type": "member_of", "expression": "gpu exists"}])).await;
+    assert_eq!(task(&c, &oldest).await["last_status"], "PROVISIONING");
+
+    // A host joins (room for exactly one 256 MiB task): the oldest task goes there; the
+    // picky one waits for a host with a GPU.
+    let token = c.post("/v1/clusters/prod/registration-tokens", json!({"max_uses": 2})).await.expect(201);
+    let join = |attrs: Value| {
+        let (anon, token) = (s.anonymous(), token["token"].clone());
+        async move {
+            anon.post(
+                "/v1/agent/register",
+                json!({"registration_token": token, "hostname": "h", "total": {"cpu": 1024, "memory": 256},
+                                                    "attributes": attrs, "agent_version": "t"}),
+            )
+            .await
+            .expect(201)
+        }
+    };
+    let plain = join(json!({})).await;
+    let mut placed = Value::Null;
+    for _ in 0..50 {
+        placed = task(&c, &oldest).await;
+        if placed["last_status"] == "PENDING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(placed["last_status"], "PENDING");
+    assert_eq!(placed["host_id"], plain["host_id"]);
+    assert_eq!(task(&c, &picky).await["last_status"], "PROVISIONING");
+
+    let gpu = join(json!({"gpu": "yes"})).await;
+    let mut picked = Value::Null;
+    for _ in 0..50 {
+        picked = task(&c, &picky).await;
+        if picked["last_status"] == "PENDING" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(picked["host_id"], gpu["host_id"], "the member_of constraint held while queued");
+    assert_eq!(picked["placement"]["constraints"][0]["expression"], "gpu exists");
+    s.stop().await;
+}

@@ -158,8 +158,8 @@ async fn read_only_keys_are_refused_on_every_mutating_route() {
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} routes checked");
-    // And reads work.
-    for route in tenant_routes().into_iter().filter(|r| r.method == Method::GET) {
+    // And reads work (the event stream never ends, so it is left to its own tests).
+    for route in tenant_routes().into_iter().filter(|r| r.method == Method::GET && r.id != "stream_events") {
         let r = call(&ro, &route, &fill(&route.path, &b)).await;
         let allowed = !matches!(route.id.as_str(), "list_access_keys" | "get_access_key" | "list_audit_events")
             && !route.path.starts_with("/v1/accounts");

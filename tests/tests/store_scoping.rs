@@ -75,6 +75,7 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
             now,
             placed: None,
             queued: true,
+            placement_spec: None,
         },
     )
     .await

@@ -346,3 +346,112 @@ impl App {
         Ok((disconnected.len(), lost.len()))
     }
 }
+
+impl App {
+    /// Places queued tasks where capacity has appeared, oldest first. Each
+    /// task is committed on its own (host reservation and task update in one
+    /// transaction); a conflict with another replica just leaves the task for
+    /// the next round. Returns how many were placed.
+    pub async fn place_queued(&self) -> AppResult<usize> {
+        let mut tx = self.db().begin_read().await?;
+        let queued = store::tasks::queued(&mut tx, 1000).await?;
+        tx.rollback().await?;
+        // Oldest first within each (account, cluster), clusters in order of their oldest task.
+        let mut groups: Vec<((uuid::Uuid, uuid::Uuid), Vec<TaskRow>)> = Vec::new();
+        for t in queued {
+            let key = (t.account_id, t.cluster_id);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(t),
+                None => groups.push((key, vec![t])),
+            }
+        }
+        let mut placed = 0;
+        for ((account, cluster), tasks) in groups {
+            placed +=
+                self.place_queued_in_cluster(AccountScope::new(berth_api::AccountId(account)), cluster, tasks).await?;
+        }
+        Ok(placed)
+    }
+
+    async fn place_queued_in_cluster(
+        &self,
+        scope: AccountScope,
+        cluster: uuid::Uuid,
+        tasks: Vec<TaskRow>,
+    ) -> AppResult<usize> {
+        let cluster_id = berth_api::ClusterId(cluster);
+        let mut placed = 0;
+        for task in tasks {
+            let mut tx = self.db().begin_write().await?;
+            let td = store::task_definitions::get_by_id(
+                &mut tx,
+                scope,
+                berth_api::TaskDefinitionId(task.task_definition_id),
+            )
+            .await?
+            .ok_or_else(|| AppError::Internal(format!("queued task {} lost its definition", task.id)))?;
+            let def = td.definition.0;
+            let containers = super::tasks::apply_overrides(&def.container_definitions, &task.overrides.0)?;
+            let needs = super::placement::needs_of(row_cpu(&task), row_memory(&task), def.network_mode, &containers);
+            let rows = store::hosts::for_placement(&mut tx, scope, cluster_id).await?;
+            let counts = store::tasks::group_counts_by_host(&mut tx, scope, cluster_id, &task.family).await?;
+            let hosts = super::placement::engine_hosts(&rows);
+            let asked = task.placement_spec.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+            let spec = super::placement::spec_from(&asked.strategy, &asked.constraints)?;
+            let plan = berth_placement::place(
+                &hosts,
+                &super::placement::group_counts(&rows, &counts),
+                &needs,
+                1,
+                &spec,
+                super::placement::seed(),
+            );
+            // Oldest first: if the oldest does not fit, the younger ones wait behind it.
+            let Some(Ok(p)) = plan.tasks.into_iter().next() else { break };
+            let row = &rows[p.host_index];
+            let ports: Vec<u16> = needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect();
+            let mut used = row.ports_used.0.clone();
+            used.extend(&ports);
+            used.sort_unstable();
+            used.dedup();
+            let now = store::now();
+            if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &used, now).await? {
+                break;
+            }
+            let decision = berth_api::hosts::PlacementDecision {
+                host_id: p.host,
+                strategy: asked.strategy.clone(),
+                constraints: asked.constraints.clone(),
+                hosts_considered: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+                dynamic_host_ports: p.dynamic_ports.clone(),
+                decided_at: now,
+            };
+            if !store::tasks::assign_queued(
+                &mut tx,
+                scope,
+                task.task_id(),
+                task.version,
+                (p.host, &decision, &ports),
+                now,
+            )
+            .await?
+            {
+                // Stopped or placed meanwhile (by the user, or another replica).
+                continue;
+            }
+            store::assignments::append(&mut tx, scope, p.host, task.task_id(), DesiredStatus::Running, now).await?;
+            store::events::append(
+                &mut tx,
+                scope,
+                "task.state_changed",
+                &task.id.to_string(),
+                json!({"cluster": task.cluster_name, "last_status": "PENDING", "host_id": p.host.to_string(), "from_queue": true}),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            placed += 1;
+        }
+        Ok(placed)
+    }
+}

@@ -20,14 +20,21 @@ impl App {
         if limit == 0 || limit > MAX_PAGE_SIZE {
             return Err(AppError::bad_request(Some("limit"), format!("limit must be between 1 and {MAX_PAGE_SIZE}")));
         }
-        let types: Vec<String> = query
-            .types
-            .as_deref()
-            .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default();
-        let mut tx = self.db().begin_read().await?;
-        let rows = store::events::list(&mut tx, principal.scope(), after, &types, u64::from(limit)).await?;
-        tx.rollback().await?;
+        let wait = query.wait.unwrap_or(0);
+        if wait > 30 {
+            return Err(AppError::bad_request(Some("wait"), "wait must be 0-30 seconds"));
+        }
+        let types = parse_types(query.types.as_deref());
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
+        let rows = loop {
+            let mut tx = self.db().begin_read().await?;
+            let rows = store::events::list(&mut tx, principal.scope(), after, &types, u64::from(limit)).await?;
+            tx.rollback().await?;
+            if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+                break rows;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        };
         let cursor = rows.last().map_or(after, |r| r.sequence);
         let events = rows
             .into_iter()
@@ -40,5 +47,22 @@ impl App {
             })
             .collect();
         Ok(ListEventsResponse { events, cursor })
+    }
+}
+
+pub(crate) fn parse_types(types: Option<&str>) -> Vec<String> {
+    types
+        .map(|t| t.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+impl App {
+    /// The newest sequence number of the account's log (where a live stream starts).
+    pub async fn latest_event(&self, principal: &Principal) -> AppResult<i64> {
+        authorize(principal, Action::ReadEvents, None)?;
+        let mut tx = self.db().begin_read().await?;
+        let rows = store::events::latest(&mut tx, principal.scope()).await?;
+        tx.rollback().await?;
+        Ok(rows)
     }
 }

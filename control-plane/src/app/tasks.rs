@@ -98,6 +98,10 @@ async fn run_in_tx(
     }
 
     let strategy = req.placement_strategy.clone();
+    let spec_record = store::tasks::PlacementSpec {
+        strategy: req.placement_strategy.clone(),
+        constraints: req.placement_constraints.clone(),
+    };
     let mut tasks = Vec::with_capacity(req.count as usize);
     let mut failures = Vec::new();
     for outcome in &plan.tasks {
@@ -144,6 +148,7 @@ async fn run_in_tx(
                 now,
                 placed,
                 queued: placed.is_none(),
+                placement_spec: Some(&spec_record),
             },
         )
         .await?;

@@ -102,6 +102,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::stop))
         .routes(routes!(events::list))
+        .routes(routes!(events::stream))
 }
 
 /// Routes for host agents, authenticated by host credential.

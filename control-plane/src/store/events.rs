@@ -82,3 +82,17 @@ pub async fn list(
     stmt.order_by(Events::Sequence, Order::Asc).limit(limit);
     tx.fetch_all(&stmt).await
 }
+
+/// The account's newest sequence number (0 before any event).
+pub async fn latest(tx: &mut Tx, scope: AccountScope) -> StoreResult<i64> {
+    #[derive(FromRow)]
+    struct Seq {
+        event_seq: i64,
+    }
+    let stmt = Query::select()
+        .column(Accounts::EventSeq)
+        .from(Accounts::Table)
+        .and_where(Expr::col(Accounts::Id).eq(scope.uuid()))
+        .to_owned();
+    Ok(tx.fetch_optional::<Seq, _>(&stmt).await?.map_or(0, |s| s.event_seq))
+}

@@ -86,6 +86,7 @@ pub enum Tasks {
     Queued,
     HostPorts,
     ReportSeq,
+    PlacementSpec,
 }
 
 #[derive(Iden, Clone, Copy)]

@@ -42,6 +42,7 @@ pub struct TaskRow {
     pub queued: bool,
     pub host_ports: Json<Vec<u16>>,
     pub report_seq: i64,
+    pub placement_spec: Option<Json<PlacementSpec>>,
 }
 
 impl TaskRow {
@@ -76,6 +77,15 @@ pub struct NewTask<'a> {
     pub placed: Option<(HostId, &'a berth_api::hosts::PlacementDecision, &'a [u16])>,
     /// Not placed but waiting for capacity.
     pub queued: bool,
+    /// The strategies and constraints asked for (kept for queued tasks).
+    pub placement_spec: Option<&'a PlacementSpec>,
+}
+
+/// The placement rules a task was submitted with.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct PlacementSpec {
+    pub strategy: Vec<berth_api::hosts::PlacementStrategy>,
+    pub constraints: Vec<berth_api::hosts::PlacementConstraint>,
 }
 
 fn select(scope: AccountScope) -> SelectStatement {
@@ -109,6 +119,7 @@ fn select(scope: AccountScope) -> SelectStatement {
             Tasks::Queued,
             Tasks::HostPorts,
             Tasks::ReportSeq,
+            Tasks::PlacementSpec,
         ])
         .expr_as(
             Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
@@ -149,6 +160,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             Tasks::Queued,
             Tasks::HostPorts,
             Tasks::PendingAt,
+            Tasks::PlacementSpec,
         ])
         .values_panic([
             new.id.0.into(),
@@ -173,6 +185,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             new.queued.into(),
             json(&new.placed.map(|(_, _, p)| p.to_vec()).unwrap_or_default())?.into(),
             new.placed.map(|_| new.now).into(),
+            new.placement_spec.map(json).transpose()?.into(),
         ])
         .to_owned();
     tx.execute(&stmt).await?;
@@ -367,4 +380,79 @@ pub async fn apply_report(
 pub async fn get_any_cluster(tx: &mut Tx, scope: AccountScope, id: TaskId) -> StoreResult<Option<TaskRow>> {
     let stmt = select(scope).and_where(Expr::col(Tasks::Id).eq(id.0)).to_owned();
     tx.fetch_optional(&stmt).await
+}
+
+/// Queued tasks (waiting in PROVISIONING for capacity), oldest first, across accounts.
+pub async fn queued(tx: &mut Tx, limit: u64) -> StoreResult<Vec<TaskRow>> {
+    let stmt = Query::select()
+        .columns([
+            Tasks::Id,
+            Tasks::AccountId,
+            Tasks::ClusterId,
+            Tasks::TaskDefinitionId,
+            Tasks::Family,
+            Tasks::Revision,
+            Tasks::DesiredStatus,
+            Tasks::LastStatus,
+            Tasks::HostId,
+            Tasks::StartedBy,
+            Tasks::Overrides,
+            Tasks::Containers,
+            Tasks::Cpu,
+            Tasks::Memory,
+            Tasks::StopCode,
+            Tasks::StoppedReason,
+            Tasks::Tags,
+            Tasks::CreatedAt,
+            Tasks::PendingAt,
+            Tasks::RunningAt,
+            Tasks::StoppingAt,
+            Tasks::StoppedAt,
+            Tasks::UpdatedAt,
+            Tasks::Version,
+            Tasks::Placement,
+            Tasks::Queued,
+            Tasks::HostPorts,
+            Tasks::ReportSeq,
+            Tasks::PlacementSpec,
+        ])
+        .expr_as(
+            Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
+            Alias::new("cluster_name"),
+        )
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::Queued).eq(true))
+        .and_where(Expr::col(Tasks::LastStatus).eq(TaskStatus::Provisioning.as_str()))
+        .and_where(Expr::col(Tasks::DesiredStatus).eq(DesiredStatus::Running.as_str()))
+        .order_by(Tasks::Id, Order::Asc)
+        .limit(limit)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Puts a queued task on a host, if it is still queued at the version read.
+pub async fn assign_queued(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: TaskId,
+    expected_version: i64,
+    (host, decision, ports): (HostId, &berth_api::hosts::PlacementDecision, &[u16]),
+    now: OffsetDateTime,
+) -> StoreResult<bool> {
+    let stmt = Query::update()
+        .table(Tasks::Table)
+        .value(Tasks::LastStatus, TaskStatus::Pending.as_str())
+        .value(Tasks::HostId, host.0)
+        .value(Tasks::Placement, json(decision)?)
+        .value(Tasks::Queued, false)
+        .value(Tasks::HostPorts, json(&ports)?)
+        .value(Tasks::PendingAt, now)
+        .value(Tasks::UpdatedAt, now)
+        .value(Tasks::Version, Expr::col(Tasks::Version).add(1))
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::Id).eq(id.0))
+        .and_where(Expr::col(Tasks::Version).eq(expected_version))
+        .and_where(Expr::col(Tasks::Queued).eq(true))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
 }
