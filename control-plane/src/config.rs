@@ -65,6 +65,8 @@ pub struct FileConfig {
     pub bootstrap_credentials_file: Option<std::path::PathBuf>,
     pub heartbeat_interval_seconds: Option<u64>,
     pub host_lost_timeout_seconds: Option<u64>,
+    pub task_retention_hours: Option<u64>,
+    pub event_retention_days: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -93,17 +93,36 @@ impl BoundServer {
     }
 }
 
+/// How often each replica deletes records past their retention.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Once per heartbeat interval: notices hosts that stopped heartbeating, and
-/// places queued tasks where capacity appeared. Every replica runs it; the
+/// places queued tasks where capacity appeared; every ten minutes, purges
+/// what outlived its retention. Every replica runs it; the
 /// store's conditional updates make each change happen once.
 async fn sweep_hosts_forever(app: App) {
     let every = app.agent_settings().heartbeat_interval;
+    // Run the first purge soon after start, then every PURGE_EVERY.
+    let mut last_purge = tokio::time::Instant::now() - PURGE_EVERY;
     loop {
         tokio::time::sleep(every).await;
         match app.sweep_hosts().await {
             Ok((0, 0)) => {}
             Ok((disconnected, lost)) => tracing::info!(disconnected, lost, "hosts stopped heartbeating"),
             Err(e) => tracing::warn!(error = %e, "host liveness sweep failed"),
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = tokio::time::Instant::now();
+            match app.purge_expired().await {
+                Ok(p) if p == crate::app::agent::Purged::default() => {}
+                Ok(p) => tracing::info!(
+                    tasks = p.tasks,
+                    events = p.events,
+                    idempotency_records = p.idempotency_records,
+                    "purged expired records"
+                ),
+                Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
         }
         // Capacity may have appeared (a host joined, a task stopped): place what waits for it.
         match app.place_queued().await {

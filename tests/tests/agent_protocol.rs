@@ -318,3 +318,36 @@ async fn queued_tasks_are_placed_when_capacity_appears() {
     assert_eq!(picked["placement"]["constraints"][0]["expression"], "gpu exists");
     s.stop().await;
 }
+
+/// Stopped tasks, events and idempotency keys are kept for their retention, then purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_purges_what_outlived_it() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let mut config = test_config(&t.url);
+    config.agent.task_retention = Duration::from_secs(1);
+    config.agent.event_retention = Duration::from_secs(1);
+    config.agent.idempotency_retention = Duration::from_secs(1);
+    let s = TestServer::start_with(t, config).await;
+    let c = setup(&s).await;
+    let r = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
+    let stopped = r["tasks"][0]["id"].as_str().expect("id").to_owned();
+    c.post(&format!("/v1/clusters/prod/tasks/{stopped}/stop"), json!({})).await.expect(200);
+    let kept = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
+    let kept = kept["tasks"][0]["id"].as_str().expect("id").to_owned();
+    let keyed = |name: &str| {
+        c.request(reqwest::Method::POST, "/v1/clusters").header("idempotency-key", "k").json(&json!({"name": name}))
+    };
+    c.send(keyed("a")).await.expect(201);
+    // Within retention everything is there.
+    assert_eq!(s.app.purge_expired().await.expect("purge").tasks, 0);
+    task(&c, &stopped).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let purged = s.app.purge_expired().await.expect("purge");
+    assert_eq!(purged.tasks, 1, "only the stopped task");
+    assert!(purged.events > 0 && purged.idempotency_records == 1, "{purged:?}");
+    c.get(&format!("/v1/clusters/prod/tasks/{stopped}")).await.expect_error(404, "ResourceNotFound");
+    assert_eq!(task(&c, &kept).await["last_status"], "PROVISIONING", "unstopped tasks are never purged");
+    // The key is forgotten: the same key with another body now creates.
+    c.send(keyed("b")).await.expect(201);
+    s.stop().await;
+}

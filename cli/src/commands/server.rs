@@ -62,6 +62,12 @@ pub struct CommonServerArgs {
     /// Seconds without a heartbeat before a host is LOST and its tasks stop with HostLost [default: 60].
     #[arg(long, env = "BERTH_HOST_LOST_TIMEOUT_SECONDS")]
     pub host_lost_timeout_seconds: Option<u64>,
+    /// Hours STOPPED tasks stay readable [default: 168, seven days].
+    #[arg(long, env = "BERTH_TASK_RETENTION_HOURS")]
+    pub task_retention_hours: Option<u64>,
+    /// Days events stay in the log [default: 30].
+    #[arg(long, env = "BERTH_EVENT_RETENTION_DAYS")]
+    pub event_retention_days: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +182,15 @@ fn agent_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Resul
             defaults.heartbeat_interval,
         ),
         lost_timeout: secs(common.host_lost_timeout_seconds.or(file.host_lost_timeout_seconds), defaults.lost_timeout),
+        task_retention: common
+            .task_retention_hours
+            .or(file.task_retention_hours)
+            .map_or(defaults.task_retention, |h| std::time::Duration::from_secs(h * 3600)),
+        event_retention: common
+            .event_retention_days
+            .or(file.event_retention_days)
+            .map_or(defaults.event_retention, |d| std::time::Duration::from_secs(d * 24 * 3600)),
+        idempotency_retention: defaults.idempotency_retention,
     };
     if settings.heartbeat_interval.is_zero() || settings.lost_timeout <= settings.heartbeat_interval * 3 {
         bail!("the heartbeat interval must be at least 1 s, and the lost timeout more than three intervals");

@@ -19,18 +19,37 @@ use crate::auth::HostPrincipal;
 use crate::store::tasks::{StateChange, TaskRow};
 use crate::store::{self, AccountScope, Tx};
 
-/// Timings of the protocol.
+/// Timings of the protocol, and how long records are kept.
 #[derive(Clone, Debug)]
 pub struct AgentSettings {
     pub heartbeat_interval: Duration,
     /// A host that missed three heartbeats is DISCONNECTED; after this long it is LOST.
     pub lost_timeout: Duration,
+    /// How long STOPPED tasks stay readable (ECS keeps them about an hour).
+    pub task_retention: Duration,
+    pub event_retention: Duration,
+    /// How long an idempotency key is remembered.
+    pub idempotency_retention: Duration,
 }
 
 impl Default for AgentSettings {
     fn default() -> Self {
-        Self { heartbeat_interval: Duration::from_secs(5), lost_timeout: Duration::from_secs(60) }
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            lost_timeout: Duration::from_secs(60),
+            task_retention: Duration::from_secs(7 * 24 * 3600),
+            event_retention: Duration::from_secs(30 * 24 * 3600),
+            idempotency_retention: Duration::from_secs(24 * 3600),
+        }
     }
+}
+
+/// What one retention pass deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub tasks: u64,
+    pub events: u64,
+    pub idempotency_records: u64,
 }
 
 const MAX_WAIT_SECONDS: u32 = 30;
@@ -453,5 +472,23 @@ impl App {
             placed += 1;
         }
         Ok(placed)
+    }
+}
+
+impl App {
+    /// Deletes stopped tasks, events and idempotency records past their retention.
+    pub async fn purge_expired(&self) -> AppResult<Purged> {
+        let s = self.agent_settings().clone();
+        let now = store::now();
+        let ago = |d: Duration| now - time::Duration::try_from(d).unwrap_or(time::Duration::days(7));
+        let mut tx = self.db().begin_write().await?;
+        let purged = Purged {
+            tasks: store::retention::purge_stopped_tasks(&mut tx, ago(s.task_retention)).await?,
+            events: store::retention::purge_events(&mut tx, ago(s.event_retention)).await?,
+            idempotency_records: store::retention::purge_idempotency_records(&mut tx, ago(s.idempotency_retention))
+                .await?,
+        };
+        tx.commit().await?;
+        Ok(purged)
     }
 }

@@ -18,6 +18,7 @@ pub mod hosts;
 pub mod idempotency;
 pub mod migrate;
 pub mod registration_tokens;
+pub mod retention;
 pub mod schema;
 pub mod signing_keys;
 pub mod task_definitions;
