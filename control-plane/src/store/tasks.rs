@@ -88,7 +88,9 @@ pub struct PlacementSpec {
     pub constraints: Vec<berth_api::hosts::PlacementConstraint>,
 }
 
-fn select(scope: AccountScope) -> SelectStatement {
+/// Every task column plus the cluster's name, for any account: only the
+/// system's own loops (queued placement) use it directly.
+fn select_all_accounts() -> SelectStatement {
     Query::select()
         .columns([
             Tasks::Id,
@@ -126,8 +128,11 @@ fn select(scope: AccountScope) -> SelectStatement {
             Alias::new("cluster_name"),
         )
         .from(Tasks::Table)
-        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
         .to_owned()
+}
+
+fn select(scope: AccountScope) -> SelectStatement {
+    select_all_accounts().and_where(Expr::col(Tasks::AccountId).eq(scope.uuid())).to_owned()
 }
 
 fn json<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
@@ -384,43 +389,7 @@ pub async fn get_any_cluster(tx: &mut Tx, scope: AccountScope, id: TaskId) -> St
 
 /// Queued tasks (waiting in PROVISIONING for capacity), oldest first, across accounts.
 pub async fn queued(tx: &mut Tx, limit: u64) -> StoreResult<Vec<TaskRow>> {
-    let stmt = Query::select()
-        .columns([
-            Tasks::Id,
-            Tasks::AccountId,
-            Tasks::ClusterId,
-            Tasks::TaskDefinitionId,
-            Tasks::Family,
-            Tasks::Revision,
-            Tasks::DesiredStatus,
-            Tasks::LastStatus,
-            Tasks::HostId,
-            Tasks::StartedBy,
-            Tasks::Overrides,
-            Tasks::Containers,
-            Tasks::Cpu,
-            Tasks::Memory,
-            Tasks::StopCode,
-            Tasks::StoppedReason,
-            Tasks::Tags,
-            Tasks::CreatedAt,
-            Tasks::PendingAt,
-            Tasks::RunningAt,
-            Tasks::StoppingAt,
-            Tasks::StoppedAt,
-            Tasks::UpdatedAt,
-            Tasks::Version,
-            Tasks::Placement,
-            Tasks::Queued,
-            Tasks::HostPorts,
-            Tasks::ReportSeq,
-            Tasks::PlacementSpec,
-        ])
-        .expr_as(
-            Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
-            Alias::new("cluster_name"),
-        )
-        .from(Tasks::Table)
+    let stmt = select_all_accounts()
         .and_where(Expr::col(Tasks::Queued).eq(true))
         .and_where(Expr::col(Tasks::LastStatus).eq(TaskStatus::Provisioning.as_str()))
         .and_where(Expr::col(Tasks::DesiredStatus).eq(DesiredStatus::Running.as_str()))
