@@ -96,7 +96,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  endpoint:    {endpoint}");
     println!("  database:    {}", data_dir.join("berth.db").display());
     println!("  credentials: {} (access key {})", creds_path.display(), profile.access_key_id);
-    println!("  host agent:  not started; tasks wait in PROVISIONING until placement and agents land");
+    // Honest about what is missing: the containerd runtime is its own piece of work.
+    println!("  host agent:  none yet (containers come with the containerd runtime); run tasks with \"queue\": true,");
+    println!("               or join simulated hosts: berth agent --simulate 1 --server {endpoint} ...");
     println!("Try:");
     println!(
         "  curl -s --aws-sigv4 aws:amz:{}:berth --user {}:<secret from the file> {endpoint}/v1/clusters",
