@@ -233,6 +233,16 @@ pub struct RegisterHostRequest {
     #[serde(default)]
     pub attributes: std::collections::BTreeMap<String, String>,
     pub agent_version: String,
+    /// What runs tasks on the host (`containerd` and its version, or `simulated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeDetails>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeDetails {
+    pub name: String,
+    pub version: String,
 }
 
 /// What an agent keeps in its state dir: who it is and how to prove it.

@@ -41,6 +41,8 @@ pub struct AgentConfig {
     pub reserved: Resources,
     pub dynamic_port_range: [u16; 2],
     pub attributes: BTreeMap<String, String>,
+    /// What runs the tasks, reported at registration.
+    pub runtime: berth_api::auth::RuntimeDetails,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,7 @@ pub async fn identify(config: &AgentConfig) -> Result<Identity, AgentError> {
             dynamic_port_range: Some(config.dynamic_port_range),
             attributes,
             agent_version: env!("CARGO_PKG_VERSION").into(),
+            runtime: Some(config.runtime.clone()),
         },
     )
     .await?;

@@ -31,6 +31,7 @@ fn config(server: &str, token: &str, dir: &std::path::Path, i: usize) -> AgentCo
         reserved: Resources::default(),
         dynamic_port_range: [32768, 60999],
         attributes: [("zone".to_owned(), format!("z{i}"))].into(),
+        runtime: berth_api::auth::RuntimeDetails { name: "simulated".into(), version: "test".into() },
     }
 }
 
@@ -104,6 +105,9 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
     assert_eq!(ids, ids_again);
     let listed = c.get("/v1/clusters/prod/hosts").await.expect(200);
     assert_eq!(listed["hosts"].as_array().expect("hosts").len(), 3, "no new hosts after a restart");
+    let attrs = &listed["hosts"][0]["attributes"];
+    assert_eq!(attrs["runtime.name"], "simulated", "the runtime is reported at registration: {attrs}");
+    assert!(attrs["os"].is_string() && attrs["arch"].is_string() && attrs["agent.version"].is_string());
     // They heartbeat.
     wait_for(&c, "/v1/clusters/prod/hosts", "heartbeats", |v| {
         v["hosts"]

@@ -104,6 +104,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             reserved: Resources { cpu: args.reserved_cpu, memory: args.reserved_memory },
             dynamic_port_range: [args.port_range.0, args.port_range.1],
             attributes: attributes.clone(),
+            runtime: berth_api::auth::RuntimeDetails {
+                name: "simulated".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
         };
         let identity =
             berth_host_agent::identify(&config).await.with_context(|| format!("registering simulated host {i}"))?;

@@ -22,7 +22,7 @@ use crate::store::tasks::{StateChange, TaskFilter};
 use crate::store::{self, AccountScope, Tx};
 
 /// Attributes the agent reports about itself; a user's update keeps them.
-const AGENT_ATTRIBUTES: [&str; 4] = ["os", "arch", "hostname", "agent.version"];
+const AGENT_ATTRIBUTES: [&str; 6] = ["os", "arch", "hostname", "agent.version", "runtime.name", "runtime.version"];
 
 pub(crate) fn to_wire(row: HostRow) -> AppResult<Host> {
     let n = |v: i64| u32::try_from(v.max(0)).unwrap_or(u32::MAX);

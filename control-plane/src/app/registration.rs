@@ -181,6 +181,12 @@ impl App {
         let mut attributes = req.attributes.clone();
         attributes.insert("hostname".into(), req.hostname.clone());
         attributes.insert("agent.version".into(), req.agent_version.clone());
+        if let Some(rt) = &req.runtime {
+            validate::attribute("runtime.name", "runtime.name", &rt.name)?;
+            validate::attribute("runtime.version", "runtime.version", &rt.version)?;
+            attributes.insert("runtime.name".into(), rt.name.clone());
+            attributes.insert("runtime.version".into(), rt.version.clone());
+        }
         let mut tx = self.db().begin_write().await?;
         let now = store::now();
         let token = store::registration_tokens::consume(&mut tx, &sha256_hex(req.registration_token.as_bytes()), now)
