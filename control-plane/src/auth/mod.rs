@@ -23,7 +23,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::app::{App, AppError, AppResult};
-use crate::store::{self, AccountScope};
+use crate::store::access_keys::AccessKeyRow;
+use crate::store::{self, AccountScope, Tx};
 
 /// An authenticated caller of the tenant API.
 #[derive(Clone, Debug)]
@@ -85,8 +86,9 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     let authorization = parts.headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
         let claims = auth.sessions.verify(app.db(), token.trim()).await?;
-        let principal = principal_for_key(app, &claims.sub, true, source_ip).await?;
-        return Ok(principal);
+        let mut tx = app.db().begin_read().await?;
+        let key = active_key(&mut tx, &claims.sub, true).await?;
+        return principal_from_key(app, tx, key, true, source_ip).await;
     }
     let presented = match sigv4::parse(&parts.uri, &parts.headers)? {
         Some(p) => p,
@@ -105,41 +107,37 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     };
     presented.check_shape(&auth.region, time::OffsetDateTime::now_utc())?;
     let mut tx = app.db().begin_read().await?;
-    let key = store::access_keys::find_for_authentication(&mut tx, &presented.access_key_id).await?;
-    tx.rollback().await?;
-    let key = key
-        .filter(|k| k.status == "ACTIVE")
-        .ok_or_else(|| AppError::auth(ErrorCode::InvalidAccessKeyId, "no active access key has this id"))?;
+    let key = active_key(&mut tx, &presented.access_key_id, false).await?;
     let secret = auth
         .keyring
         .decrypt(&key.master_key_id, &key.secret_ciphertext)
         .map_err(|e| AppError::Internal(format!("access key {}: {e}", key.access_key_id)))?;
     let secret = String::from_utf8(secret).map_err(|_| AppError::Internal("stored secret is not UTF-8".into()))?;
     presented.verify(parts.method.as_str(), &parts.uri, &parts.headers, body, &secret)?;
-    principal_for_key(app, &key.access_key_id, false, source_ip).await
+    // The key row already read is reused: one read of it per request.
+    principal_from_key(app, tx, key, false, source_ip).await
 }
 
-/// Loads the key and its account and checks both are active. Used for
-/// sessions on every request, so deactivating a key ends its sessions at once.
-async fn principal_for_key(
+/// The key with this id if it is active. For sessions this runs on every
+/// request, so deactivating a key ends its sessions at once.
+async fn active_key(tx: &mut Tx, access_key_id: &str, via_session: bool) -> AppResult<AccessKeyRow> {
+    match store::access_keys::find_for_authentication(tx, access_key_id).await? {
+        Some(k) if k.status == "ACTIVE" => Ok(k),
+        _ if via_session => {
+            Err(AppError::auth(ErrorCode::InvalidToken, "the session's access key is no longer active"))
+        }
+        _ => Err(AppError::auth(ErrorCode::InvalidAccessKeyId, "no active access key has this id")),
+    }
+}
+
+/// Loads the key's account, checks it is active, and builds the principal.
+async fn principal_from_key(
     app: &App,
-    access_key_id: &str,
+    mut tx: Tx,
+    key: AccessKeyRow,
     via_session: bool,
     source_ip: Option<&str>,
 ) -> AppResult<Principal> {
-    let mut tx = app.db().begin_read().await?;
-    let key = store::access_keys::find_for_authentication(&mut tx, access_key_id).await?;
-    let key = match key {
-        Some(k) if k.status == "ACTIVE" => k,
-        _ => {
-            tx.rollback().await?;
-            return Err(if via_session {
-                AppError::auth(ErrorCode::InvalidToken, "the session's access key is no longer active")
-            } else {
-                AppError::auth(ErrorCode::InvalidAccessKeyId, "no active access key has this id")
-            });
-        }
-    };
     let account = store::accounts::get(&mut tx, AccountId(key.account_id)).await?;
     tx.rollback().await?;
     let account = account.ok_or_else(|| AppError::Internal("access key without account".into()))?;
