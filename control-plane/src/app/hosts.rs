@@ -6,7 +6,7 @@ use berth_api::hosts::{
     DeregisterHostRequest, Host, HostStatus, HostVerdict, ListHostsResponse, Resources, SimulatePlacementRequest,
     SimulatePlacementResponse, UpdateHostAttributesRequest,
 };
-use berth_api::tasks::{Failure, StopCode, TaskStatus};
+use berth_api::tasks::{Failure, StopCode};
 use berth_api::{ClusterId, HostId, Page};
 use serde_json::json;
 
@@ -18,7 +18,7 @@ use super::{
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
 use crate::store::hosts::HostRow;
-use crate::store::tasks::{StateChange, TaskFilter};
+use crate::store::tasks::TaskFilter;
 use crate::store::{self, AccountScope, Tx};
 
 /// Attributes the agent reports about itself; a user's update keeps them.
@@ -206,29 +206,9 @@ impl App {
                 if active > 0 {
                     let filter = TaskFilter { host_id: Some(row.host_id()), ..Default::default() };
                     let tasks = store::tasks::list(tx, scope, cluster_id, &filter, None, 10_000).await?;
-                    for t in tasks.into_iter().filter(|t| t.last_status != "STOPPED") {
-                        let mut containers = t.containers.0.clone();
-                        containers.iter_mut().for_each(|c| c.last_status = TaskStatus::Stopped);
-                        let change = StateChange {
-                            desired_status: berth_api::tasks::DesiredStatus::Stopped,
-                            last_status: TaskStatus::Stopped,
-                            containers: &containers,
-                            stop_code: Some(StopCode::HostLost),
-                            stopped_reason: Some("the host was deregistered"),
-                            now,
-                        };
-                        if !store::tasks::change_state(tx, scope, t.task_id(), t.version, change).await? {
-                            return Err(AppError::concurrent("task"));
-                        }
-                        store::events::append(
-                            tx,
-                            scope,
-                            "task.state_changed",
-                            &t.id.to_string(),
-                            json!({"last_status": "STOPPED", "stop_code": "HostLost"}),
-                            now,
-                        )
-                        .await?;
+                    for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
+                        super::agent::stop_in_store(tx, scope, t, StopCode::HostLost, "the host was deregistered")
+                            .await?;
                     }
                 }
                 let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
