@@ -2,7 +2,7 @@
 
 use berth_api::tasks::{ContainerState, DesiredStatus, StopCode, TaskOverrides, TaskStatus};
 use berth_api::{ClusterId, HostId, Tags, TaskDefinitionId, TaskId};
-use sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement};
+use sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, UpdateStatement};
 use sqlx::FromRow;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -316,6 +316,17 @@ pub async fn change_state(
     expected_version: i64,
     change: StateChange<'_>,
 ) -> StoreResult<bool> {
+    let stmt = state_update(&change)?
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::Id).eq(id.0))
+        .and_where(Expr::col(Tasks::Version).eq(expected_version))
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// The columns a state change sets, including each state's timestamp the
+/// first time the task reaches it; callers add the conditions.
+fn state_update(change: &StateChange<'_>) -> StoreResult<UpdateStatement> {
     let mut stmt = Query::update()
         .table(Tasks::Table)
         .value(Tasks::DesiredStatus, change.desired_status.as_str())
@@ -325,11 +336,7 @@ pub async fn change_state(
         .value(Tasks::StoppedReason, change.stopped_reason.map(str::to_owned))
         .value(Tasks::UpdatedAt, change.now)
         .value(Tasks::Version, Expr::col(Tasks::Version).add(1))
-        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
-        .and_where(Expr::col(Tasks::Id).eq(id.0))
-        .and_where(Expr::col(Tasks::Version).eq(expected_version))
         .to_owned();
-    // Each state's timestamp is set once, when the task first reaches it.
     let stamp = match change.last_status {
         TaskStatus::Provisioning => None,
         TaskStatus::Pending => Some(Tasks::PendingAt),
@@ -340,7 +347,7 @@ pub async fn change_state(
     if let Some(col) = stamp {
         stmt.value(col, Func::coalesce([Expr::col(col), Expr::val(change.now)]));
     }
-    Ok(tx.execute(&stmt).await? == 1)
+    Ok(stmt)
 }
 
 /// Applies an agent's report if it is newer than the last one applied
@@ -353,31 +360,13 @@ pub async fn apply_report(
     report_seq: i64,
     change: StateChange<'_>,
 ) -> StoreResult<bool> {
-    let mut stmt = Query::update()
-        .table(Tasks::Table)
-        .value(Tasks::DesiredStatus, change.desired_status.as_str())
-        .value(Tasks::LastStatus, change.last_status.as_str())
-        .value(Tasks::Containers, json(&change.containers)?)
-        .value(Tasks::StopCode, change.stop_code.map(|c| c.as_str().to_owned()))
-        .value(Tasks::StoppedReason, change.stopped_reason.map(str::to_owned))
-        .value(Tasks::UpdatedAt, change.now)
+    let stmt = state_update(&change)?
         .value(Tasks::ReportSeq, report_seq)
-        .value(Tasks::Version, Expr::col(Tasks::Version).add(1))
         .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
         .and_where(Expr::col(Tasks::Id).eq(id.0))
         .and_where(Expr::col(Tasks::HostId).eq(host.0))
         .and_where(Expr::col(Tasks::ReportSeq).lt(report_seq))
         .to_owned();
-    let stamp = match change.last_status {
-        TaskStatus::Provisioning => None,
-        TaskStatus::Pending => Some(Tasks::PendingAt),
-        TaskStatus::Running => Some(Tasks::RunningAt),
-        TaskStatus::Stopping => Some(Tasks::StoppingAt),
-        TaskStatus::Stopped => Some(Tasks::StoppedAt),
-    };
-    if let Some(col) = stamp {
-        stmt.value(col, Func::coalesce([Expr::col(col), Expr::val(change.now)]));
-    }
     Ok(tx.execute(&stmt).await? == 1)
 }
 
