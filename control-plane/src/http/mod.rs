@@ -219,20 +219,20 @@ pub fn resource<T: Serialize + Versioned>(status: StatusCode, value: &T) -> Resp
     resp
 }
 
-/// The result of a write, marked when it was replayed for an idempotency key.
-pub fn written<T: Serialize + Versioned>(status: StatusCode, w: Written<T>) -> Response {
-    let mut resp = resource(status, &w.value);
-    if w.replayed {
+/// Marks a response replayed from an earlier request with the same idempotency key.
+pub fn mark_replayed(mut resp: Response, replayed: bool) -> Response {
+    if replayed {
         resp.headers_mut().insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     resp
 }
 
+/// The result of a write, with its ETag.
+pub fn written<T: Serialize + Versioned>(status: StatusCode, w: Written<T>) -> Response {
+    mark_replayed(resource(status, &w.value), w.replayed)
+}
+
 /// A write without a body (deletes).
 pub fn written_empty(w: Written<()>) -> Response {
-    let mut resp = StatusCode::NO_CONTENT.into_response();
-    if w.replayed {
-        resp.headers_mut().insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
-    }
-    resp
+    mark_replayed(StatusCode::NO_CONTENT.into_response(), w.replayed)
 }

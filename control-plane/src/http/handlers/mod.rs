@@ -51,9 +51,5 @@ pub(crate) fn idempotency<B: Serialize>(
 
 /// A created resource without a version of its own (keys with secrets, tokens).
 pub(crate) fn created_json<T: Serialize>(w: Written<T>) -> Response {
-    let mut resp = (StatusCode::CREATED, axum::Json(&w.value)).into_response();
-    if w.replayed {
-        resp.headers_mut().insert(berth_api::IDEMPOTENT_REPLAYED_HEADER, axum::http::HeaderValue::from_static("true"));
-    }
-    resp
+    crate::http::mark_replayed((StatusCode::CREATED, axum::Json(&w.value)).into_response(), w.replayed)
 }

@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use berth_api::ErrorBody;
 use berth_api::tasks::{ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse, StopTaskRequest, Task};
 
@@ -30,11 +30,7 @@ pub async fn run(
 ) -> Result<Response, AppError> {
     let idem = idempotency(key, req.client_token.as_deref(), &format!("POST /v1/clusters/{cluster}/tasks"), &req)?;
     let w = state.app.run_task(&principal, &cluster, req, idem.as_ref()).await?;
-    let mut resp = (StatusCode::CREATED, axum::Json(&w.value)).into_response();
-    if w.replayed {
-        resp.headers_mut().insert(berth_api::IDEMPOTENT_REPLAYED_HEADER, axum::http::HeaderValue::from_static("true"));
-    }
-    Ok(resp)
+    Ok(super::created_json(w))
 }
 
 /// List a cluster's tasks, oldest first, with optional filters.
