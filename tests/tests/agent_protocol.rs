@@ -133,6 +133,13 @@ async fn assignments_reports_and_stopping(backend: Backend) {
     let t = task(&c, &id2).await;
     assert_eq!(t["stop_code"], "TaskFailedToStart");
     assert_eq!(t["stopped_reason"], "CannotPullImage: not found");
+
+    // Acknowledged changes are purged; the stream resumes after them as before.
+    agent.ack(3).await;
+    assert_eq!(s.app.purge_expired().await.expect("purge").assignments, 3);
+    let resumed = agent.poll(None, 0).await;
+    assert_eq!(resumed["assignments"], json!([]));
+    assert_eq!(resumed["cursor"], 3);
     s.stop().await;
 }
 
@@ -190,6 +197,31 @@ async fn long_poll_answers_when_a_change_arrives(backend: Backend) {
         .await
         .expect_error(403, "AccessDenied");
     s.stop().await;
+}
+
+/// A task placed through one replica reaches an agent long-polling another:
+/// the commit's notification wakes it, long before its wait runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_replica_wakes_an_agent_waiting_on_another() {
+    let s1 = TestServer::start(Backend::Postgres).await;
+    let c1 = setup(&s1).await;
+    let db2 = TestDb::attach(&s1.testdb.url).await;
+    let mut config2 = test_config(&s1.testdb.url);
+    config2.auth = s1.config.auth.clone();
+    let s2 = TestServer::start_with(db2, config2).await;
+    let agent = FakeAgent::join(&c1, "prod").await;
+    // The agent's requests go to the second replica.
+    let client = Client::new(&format!("http://{}", s2.addr), &agent.client.http, agent.client.auth.clone());
+    let agent = FakeAgent { client, host: agent.host };
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(async move { agent.poll(Some(0), 30).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = run_one(&c1).await;
+    let got = waiting.await.expect("join");
+    assert_eq!(got["assignments"][0]["task_id"], id.as_str());
+    assert!(started.elapsed() < Duration::from_secs(25), "answered by the wake-up, not the 30 s deadline");
+    s2.stop().await;
+    s1.stop().await;
 }
 
 on_both_backends!(
@@ -344,6 +376,7 @@ async fn retention_purges_what_outlived_it() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let purged = s.app.purge_expired().await.expect("purge");
     assert_eq!(purged.tasks, 1, "only the stopped task");
+    assert_eq!(purged.assignments, 0, "nothing was acknowledged");
     assert!(purged.events > 0 && purged.idempotency_records == 1, "{purged:?}");
     c.get(&format!("/v1/clusters/prod/tasks/{stopped}")).await.expect_error(404, "ResourceNotFound");
     assert_eq!(task(&c, &kept).await["last_status"], "PROVISIONING", "unstopped tasks are never purged");

@@ -338,11 +338,11 @@ async fn internal_and_unavailable_errors(backend: Backend) {
     c.register("web").await;
     // A row the code cannot read (hand-edited, say) is a 500 that leaks nothing.
     let corrupt = "UPDATE task_definitions SET definition = '{\"not\": \"a definition\"}'";
-    match &s.testdb.db {
-        berth_control_plane::store::Db::Postgres(p) => {
+    match s.testdb.db.pool() {
+        berth_control_plane::store::Pool::Postgres(p) => {
             sqlx::query(corrupt).execute(p).await.expect("corrupt");
         }
-        berth_control_plane::store::Db::Sqlite(p) => {
+        berth_control_plane::store::Pool::Sqlite(p) => {
             sqlx::query(corrupt).execute(p).await.expect("corrupt");
         }
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use berth_control_plane::auth::keyring::Keyring;
-use berth_control_plane::store::{self, Db};
+use berth_control_plane::store::{self, Db, Pool};
 use berth_tests::{Auth, Backend, TestServer, on_both_backends, test_config};
 use serde_json::json;
 
@@ -116,12 +116,12 @@ async fn access_keys_lifecycle(backend: Backend) {
 /// Every row of a table as text, to look for secrets in the clear.
 async fn raw_table_text(db: &Db, table: &str) -> Vec<String> {
     let sql = format!("SELECT * FROM {table}");
-    match db {
-        Db::Postgres(p) => {
+    match db.pool() {
+        Pool::Postgres(p) => {
             let sql = format!("SELECT row_to_json(t)::text FROM ({sql}) t");
             sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.expect("rows")
         }
-        Db::Sqlite(p) => {
+        Pool::Sqlite(p) => {
             use sqlx::Row;
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(p).await.expect("rows");
             rows.iter()

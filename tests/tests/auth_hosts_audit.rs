@@ -56,9 +56,9 @@ async fn registration_tokens_and_host_credentials(backend: Backend) {
         .expect_error(403, "AccessDenied");
     let t3 = admin.post("/v1/clusters/prod/registration-tokens", json!({"expires_in_seconds": 60})).await.expect(201);
     let expire = "UPDATE registration_tokens SET expires_at = created_at";
-    match s.app.db() {
-        berth_control_plane::store::Db::Postgres(p) => drop(sqlx::query(expire).execute(p).await.expect("expire")),
-        berth_control_plane::store::Db::Sqlite(p) => drop(sqlx::query(expire).execute(p).await.expect("expire")),
+    match s.app.db().pool() {
+        berth_control_plane::store::Pool::Postgres(p) => drop(sqlx::query(expire).execute(p).await.expect("expire")),
+        berth_control_plane::store::Pool::Sqlite(p) => drop(sqlx::query(expire).execute(p).await.expect("expire")),
     }
     anon.post("/v1/agent/register", json!({"registration_token": t3["token"], "hostname": "h", "total": {"cpu": 1, "memory": 1}, "agent_version": "t"}))
         .await

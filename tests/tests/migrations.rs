@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use berth_control_plane::store::{Db, StoreError, migrate};
+use berth_control_plane::store::{Db, Pool, StoreError, migrate};
 use berth_tests::{Backend, TestDb, on_both_backends};
 
 fn repo_root() -> PathBuf {
@@ -39,8 +39,8 @@ fn both_backends_have_the_same_versions_and_every_file_is_embedded() {
 /// A normalized text dump of the schema the migrations produce.
 async fn dump_schema(db: &Db) -> String {
     let mut lines: Vec<String> = Vec::new();
-    match db {
-        Db::Postgres(p) => {
+    match db.pool() {
+        Pool::Postgres(p) => {
             let cols: Vec<(String, String, String, String, Option<String>)> = sqlx::query_as(
                 "SELECT table_name::text, column_name::text, data_type::text, is_nullable::text, column_default::text \
                  FROM information_schema.columns WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
@@ -69,7 +69,7 @@ async fn dump_schema(db: &Db) -> String {
             .expect("constraints");
             lines.extend(cons.into_iter().map(|(t, n, d)| format!("constraint {t}.{n} {d}")));
         }
-        Db::Sqlite(p) => {
+        Pool::Sqlite(p) => {
             let objects: Vec<(String, String, Option<String>)> = sqlx::query_as(
                 "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' \
                  ORDER BY type, name",
@@ -113,11 +113,11 @@ async fn a_newer_schema_is_refused(backend: Backend) {
     let t = TestDb::new(backend).await;
     let future = migrate::latest_version() + 1;
     let insert = "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, 'from the future', TRUE, $2, 0)";
-    match &t.db {
-        Db::Postgres(p) => {
+    match t.db.pool() {
+        Pool::Postgres(p) => {
             sqlx::query(insert).bind(future).bind(vec![0u8; 48]).execute(p).await.expect("insert");
         }
-        Db::Sqlite(p) => {
+        Pool::Sqlite(p) => {
             sqlx::query(insert).bind(future).bind(vec![0u8; 48]).execute(p).await.expect("insert");
         }
     }

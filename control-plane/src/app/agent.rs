@@ -50,10 +50,10 @@ pub struct Purged {
     pub tasks: u64,
     pub events: u64,
     pub idempotency_records: u64,
+    pub assignments: u64,
 }
 
 const MAX_WAIT_SECONDS: u32 = 30;
-const POLL_EVERY: Duration = Duration::from_millis(200);
 const MAX_BATCH: u64 = 100;
 
 fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
@@ -169,16 +169,14 @@ impl App {
             .ok_or_else(|| AppError::AccessDenied("the host is deregistered".into()))?;
         // Tell the agent what the control plane has given up on: tasks it
         // stopped (for example when the host was lost), or does not know here.
-        let mut stop_tasks = Vec::new();
-        for o in &req.observed {
-            if o.last_status == TaskStatus::Stopped {
-                continue;
-            }
-            match store::tasks::get_any_cluster(&mut tx, scope, o.task_id).await? {
-                Some(t) if t.host_id == Some(host.host_id.0) && t.last_status != "STOPPED" => {}
-                _ => stop_tasks.push(o.task_id),
-            }
-        }
+        let live: std::collections::HashSet<TaskId> =
+            store::tasks::live_on_host(&mut tx, scope, host.host_id).await?.into_iter().collect();
+        let stop_tasks = req
+            .observed
+            .iter()
+            .filter(|o| o.last_status != TaskStatus::Stopped && !live.contains(&o.task_id))
+            .map(|o| o.task_id)
+            .collect();
         tx.commit().await?;
         Ok(HeartbeatResponse {
             host_status: HostStatus::parse(&status).unwrap_or(HostStatus::Active),
@@ -203,33 +201,44 @@ impl App {
         }
         let scope = AccountScope::new(host.account_id);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
-        loop {
+        let read = || async {
             let mut tx = self.db().begin_read().await?;
             let row = store::hosts::find_for_authentication(&mut tx, host.host_id)
                 .await?
                 .ok_or_else(|| AppError::not_found("host", host_ref))?;
             let after = after.unwrap_or(row.assignment_acked);
             let rows = store::assignments::after(&mut tx, host.host_id, after, MAX_BATCH).await?;
-            if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-                let mut assignments = Vec::with_capacity(rows.len());
-                for a in &rows {
-                    let task = store::tasks::get_any_cluster(&mut tx, scope, TaskId(a.task_id))
-                        .await?
-                        .ok_or_else(|| AppError::Internal(format!("assignment for a missing task {}", a.task_id)))?;
-                    assignments.push(Assignment {
-                        seq: a.seq,
-                        task_id: TaskId(a.task_id),
-                        desired_status: DesiredStatus::parse(&a.desired_status)
-                            .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
-                        task: agent_task(&mut tx, scope, &task).await?,
-                    });
-                }
+            if rows.is_empty() {
                 tx.rollback().await?;
-                let cursor = rows.last().map_or(after, |a| a.seq);
-                return Ok(AssignmentsResponse { assignments, cursor });
+                return Ok::<_, AppError>(if tokio::time::Instant::now() >= deadline {
+                    Some(AssignmentsResponse { assignments: Vec::new(), cursor: after })
+                } else {
+                    None
+                });
+            }
+            let mut assignments = Vec::with_capacity(rows.len());
+            for a in &rows {
+                // A task past its retention is gone; its change is skipped, and the cursor moves past it.
+                let Some(task) = store::tasks::get_any_cluster(&mut tx, scope, TaskId(a.task_id)).await? else {
+                    continue;
+                };
+                assignments.push(Assignment {
+                    seq: a.seq,
+                    task_id: TaskId(a.task_id),
+                    desired_status: DesiredStatus::parse(&a.desired_status)
+                        .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
+                    task: agent_task(&mut tx, scope, &task).await?,
+                });
             }
             tx.rollback().await?;
-            tokio::time::sleep(POLL_EVERY).await;
+            let cursor = rows.last().map_or(after, |a| a.seq);
+            Ok(Some(AssignmentsResponse { assignments, cursor }))
+        };
+        let subscription = self.db().wakeups().subscribe(host.host_id.0);
+        match subscription.wait_until(deadline, read).await? {
+            Some(response) => Ok(response),
+            // The deadline passed between reads: one last read answers with the cursor.
+            None => read().await?.ok_or_else(|| AppError::Internal("no assignments answer at the deadline".into())),
         }
     }
 
@@ -487,6 +496,7 @@ impl App {
             events: store::retention::purge_events(&mut tx, ago(s.event_retention)).await?,
             idempotency_records: store::retention::purge_idempotency_records(&mut tx, ago(s.idempotency_retention))
                 .await?,
+            assignments: store::retention::purge_acknowledged_assignments(&mut tx).await?,
         };
         tx.commit().await?;
         Ok(purged)

@@ -26,15 +26,18 @@ impl App {
         }
         let types = parse_types(query.types.as_deref());
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
-        let rows = loop {
+        let read = || async {
             let mut tx = self.db().begin_read().await?;
             let rows = store::events::list(&mut tx, principal.scope(), after, &types, u64::from(limit)).await?;
             tx.rollback().await?;
-            if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-                break rows;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            Ok::<_, AppError>((!rows.is_empty()).then_some(rows))
         };
+        let rows = if wait == 0 {
+            read().await?
+        } else {
+            self.db().wakeups().subscribe(principal.scope().account_id().0).wait_until(deadline, read).await?
+        }
+        .unwrap_or_default();
         let cursor = rows.last().map_or(after, |r| r.sequence);
         let events = rows
             .into_iter()

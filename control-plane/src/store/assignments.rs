@@ -62,6 +62,7 @@ pub async fn append(
         ])
         .to_owned();
     tx.execute(&insert).await?;
+    tx.wake(host.0);
     Ok(seq.assignment_seq)
 }
 

@@ -60,6 +60,7 @@ pub async fn append(
         ])
         .to_owned();
     tx.execute(&insert).await?;
+    tx.wake(scope.uuid());
     Ok(seq.event_seq)
 }
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use sqlx::AssertSqlSafe;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
-use super::{Backend, Db, StoreError, StoreResult};
+use super::{Backend, Db, Pool, StoreError, StoreResult};
 
 /// (version, description, PostgreSQL SQL, SQLite SQL).
 pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
@@ -75,9 +75,9 @@ pub async fn run(db: &Db) -> StoreResult<()> {
         }
     }
     let migrator = migrator(db.backend());
-    match db {
-        Db::Postgres(p) => migrator.run(p).await?,
-        Db::Sqlite(p) => migrator.run(p).await?,
+    match db.pool() {
+        Pool::Postgres(p) => migrator.run(p).await?,
+        Pool::Sqlite(p) => migrator.run(p).await?,
     }
     Ok(())
 }
@@ -91,12 +91,12 @@ pub async fn applied_version(db: &Db) -> StoreResult<Option<i64>> {
         Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
     };
     let version_sql = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
-    Ok(match db {
-        Db::Postgres(p) => {
+    Ok(match db.pool() {
+        Pool::Postgres(p) => {
             let n: i64 = sqlx::query_scalar(exists_sql).fetch_one(p).await?;
             if n == 0 { None } else { sqlx::query_scalar::<_, Option<i64>>(version_sql).fetch_one(p).await? }
         }
-        Db::Sqlite(p) => {
+        Pool::Sqlite(p) => {
             let n: i64 = sqlx::query_scalar(exists_sql).fetch_one(p).await?;
             if n == 0 { None } else { sqlx::query_scalar::<_, Option<i64>>(version_sql).fetch_one(p).await? }
         }

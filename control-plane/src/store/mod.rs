@@ -23,8 +23,10 @@ pub mod schema;
 pub mod signing_keys;
 pub mod task_definitions;
 pub mod tasks;
+pub mod wakeups;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::AccountId;
@@ -118,9 +120,17 @@ impl Backend {
     }
 }
 
-/// A connection pool to one of the two supported databases.
+/// A connection pool to one of the two supported databases, and the
+/// wake-ups its commits send to waiting readers.
 #[derive(Clone, Debug)]
-pub enum Db {
+pub struct Db {
+    pool: Pool,
+    wakeups: Arc<wakeups::Wakeups>,
+}
+
+/// The pool behind a [`Db`].
+#[derive(Clone, Debug)]
+pub enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
@@ -148,7 +158,9 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Ok(Db::Postgres(pool))
+            let wakeups = Arc::new(wakeups::Wakeups::default());
+            wakeups::spawn_listener(pool.clone(), wakeups.clone());
+            Ok(Db { pool: Pool::Postgres(pool), wakeups })
         } else if url.starts_with("sqlite:") {
             let connect = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
@@ -164,58 +176,71 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(connect)
                 .await?;
-            Ok(Db::Sqlite(pool))
+            Ok(Db { pool: Pool::Sqlite(pool), wakeups: Arc::default() })
         } else {
             Err(StoreError::InvalidUrl(format!("{url:?}: expected postgres://... or sqlite://path")))
         }
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Db::Postgres(_) => Backend::Postgres,
-            Db::Sqlite(_) => Backend::Sqlite,
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
         }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Where readers wait for the keys that commits name.
+    pub fn wakeups(&self) -> &wakeups::Wakeups {
+        &self.wakeups
+    }
+
+    fn tx(&self, inner: TxInner) -> Tx {
+        Tx { inner, wake: Vec::new(), wakeups: self.wakeups.clone() }
     }
 
     /// A transaction that will write. On SQLite it takes the write lock at
     /// once (`BEGIN IMMEDIATE`), so two writers queue instead of one failing
     /// with SQLITE_BUSY when it tries to upgrade a read lock.
     pub async fn begin_write(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Db::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-        })
+        Ok(self.tx(match &self.pool {
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        }))
     }
 
     /// A transaction that only reads (a consistent snapshot on both backends).
     pub async fn begin_read(&self) -> StoreResult<Tx> {
-        Ok(match self {
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-            Db::Sqlite(p) => Tx::Sqlite(p.begin().await?),
-        })
+        Ok(self.tx(match &self.pool {
+            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
+        }))
     }
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
-        match self {
-            Db::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
-            Db::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+        match &self.pool {
+            Pool::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
+            Pool::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(|_| ()),
         }
         .map_err(StoreError::from)
     }
 
     /// (connections open, idle connections, maximum).
     pub fn pool_stats(&self) -> (u32, u32, u32) {
-        match self {
-            Db::Postgres(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
-            Db::Sqlite(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
+        match &self.pool {
+            Pool::Postgres(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
+            Pool::Sqlite(p) => (p.size(), p.num_idle() as u32, p.options().get_max_connections()),
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Db::Postgres(p) => p.close().await,
-            Db::Sqlite(p) => p.close().await,
+        match &self.pool {
+            Pool::Postgres(p) => p.close().await,
+            Pool::Sqlite(p) => p.close().await,
         }
     }
 }
@@ -225,27 +250,41 @@ pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Sen
 impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
 
 /// An open transaction on either backend. Dropping it rolls back.
-pub enum Tx {
+pub struct Tx {
+    inner: TxInner,
+    /// Keys whose waiters are woken once this transaction commits.
+    wake: Vec<uuid::Uuid>,
+    wakeups: Arc<wakeups::Wakeups>,
+}
+
+enum TxInner {
     Postgres(sqlx::Transaction<'static, Postgres>),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
 impl Tx {
     pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Postgres(_) => Backend::Postgres,
-            Tx::Sqlite(_) => Backend::Sqlite,
+        match self.inner {
+            TxInner::Postgres(_) => Backend::Postgres,
+            TxInner::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Wakes the waiters on `key` (a host or account id) if this transaction commits.
+    pub fn wake(&mut self, key: uuid::Uuid) {
+        if !self.wake.contains(&key) {
+            self.wake.push(key);
         }
     }
 
     /// Runs a statement; returns the number of rows it affected.
     pub async fn execute<S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<u64> {
-        Ok(match self {
-            Tx::Postgres(tx) => {
+        Ok(match &mut self.inner {
+            TxInner::Postgres(tx) => {
                 let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
                 sqlx::query_with(AssertSqlSafe(sql), values).execute(&mut **tx).await?.rows_affected()
             }
-            Tx::Sqlite(tx) => {
+            TxInner::Sqlite(tx) => {
                 let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
                 sqlx::query_with(AssertSqlSafe(sql), values).execute(&mut **tx).await?.rows_affected()
             }
@@ -253,12 +292,12 @@ impl Tx {
     }
 
     pub async fn fetch_optional<T: Row, S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<Option<T>> {
-        Ok(match self {
-            Tx::Postgres(tx) => {
+        Ok(match &mut self.inner {
+            TxInner::Postgres(tx) => {
                 let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
                 sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_optional(&mut **tx).await?
             }
-            Tx::Sqlite(tx) => {
+            TxInner::Sqlite(tx) => {
                 let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
                 sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_optional(&mut **tx).await?
             }
@@ -270,12 +309,12 @@ impl Tx {
     }
 
     pub async fn fetch_all<T: Row, S: SqlxBinder>(&mut self, stmt: &S) -> StoreResult<Vec<T>> {
-        Ok(match self {
-            Tx::Postgres(tx) => {
+        Ok(match &mut self.inner {
+            TxInner::Postgres(tx) => {
                 let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
                 sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(&mut **tx).await?
             }
-            Tx::Sqlite(tx) => {
+            TxInner::Sqlite(tx) => {
                 let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
                 sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(&mut **tx).await?
             }
@@ -293,17 +332,33 @@ impl Tx {
     }
 
     pub async fn commit(self) -> StoreResult<()> {
-        match self {
-            Tx::Postgres(tx) => tx.commit().await?,
-            Tx::Sqlite(tx) => tx.commit().await?,
+        let Tx { inner, wake, wakeups } = self;
+        match inner {
+            TxInner::Postgres(mut tx) => {
+                // Delivered to every replica's listener only if the commit succeeds.
+                // A payload holds at most 8000 bytes: about 200 ids.
+                for chunk in wake.chunks(200) {
+                    let payload = chunk.iter().map(uuid::Uuid::to_string).collect::<Vec<_>>().join(",");
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(wakeups::CHANNEL)
+                        .bind(payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?
+            }
+            TxInner::Sqlite(tx) => tx.commit().await?,
+        }
+        for key in wake {
+            wakeups.wake(key);
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> StoreResult<()> {
-        match self {
-            Tx::Postgres(tx) => tx.rollback().await?,
-            Tx::Sqlite(tx) => tx.rollback().await?,
+        match self.inner {
+            TxInner::Postgres(tx) => tx.rollback().await?,
+            TxInner::Sqlite(tx) => tx.rollback().await?,
         }
         Ok(())
     }

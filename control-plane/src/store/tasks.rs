@@ -223,6 +223,22 @@ pub async fn group_counts_by_host(
     Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.host_id.map(|h| (h, r.n))).collect())
 }
 
+/// Ids of the tasks not STOPPED on a host.
+pub async fn live_on_host(tx: &mut Tx, scope: AccountScope, host: HostId) -> StoreResult<Vec<TaskId>> {
+    #[derive(FromRow)]
+    struct Row {
+        id: Uuid,
+    }
+    let stmt = Query::select()
+        .column(Tasks::Id)
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::HostId).eq(host.0))
+        .and_where(Expr::col(Tasks::LastStatus).ne("STOPPED"))
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| TaskId(r.id)).collect())
+}
+
 /// Tasks not STOPPED on a host.
 pub async fn count_active_on_host(tx: &mut Tx, scope: AccountScope, host: HostId) -> StoreResult<i64> {
     count_active_where(tx, scope, Tasks::HostId, host.0).await
