@@ -110,6 +110,41 @@ pub struct TaskStatusReport {
     pub reason: Option<String>,
 }
 
+/// Several reports in one request (`POST /v1/agent/hosts/{host}/tasks/status`),
+/// applied in one transaction; each is judged on its own, as if sent alone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStatusReportBatch {
+    /// At most 1000 reports.
+    pub reports: Vec<TaskStatusReportItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskStatusReportItem {
+    pub task_id: TaskId,
+    pub report: TaskStatusReport,
+}
+
+/// One result per report, in the request's order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskStatusReportBatchResponse {
+    pub results: Vec<TaskStatusReportResult>,
+}
+
+/// The outcome of one report of a batch: `applied` and the task's state, or
+/// the error it would have had alone (`ResourceNotFound`, `InvalidStateTransition`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskStatusReportResult {
+    pub task_id: TaskId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied: Option<TaskStatusReportResponse>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TaskStatusReportResponse {
     /// False when the report was older than one already applied (nothing changed).

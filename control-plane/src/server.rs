@@ -80,15 +80,18 @@ impl BoundServer {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    /// Also runs this replica's background loops (host liveness).
+    /// Also runs this replica's background loops (host liveness, the event sequencer).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let sweeper = tokio::spawn(sweep_hosts_forever(self.state.app.clone()));
+        let app = self.state.app.clone();
+        let sequencer = tokio::spawn(async move { app.sequence_events_forever().await });
         let router = crate::http::router(self.state);
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(ServerError::Serve);
         sweeper.abort();
+        sequencer.abort();
         result
     }
 }

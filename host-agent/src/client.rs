@@ -40,25 +40,35 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Clien
     })
 }
 
-fn http() -> Result<reqwest::Client, ClientError> {
+/// An HTTP client fit for the protocol. Many simulated hosts share one, so
+/// they share its connections.
+pub fn http() -> Result<reqwest::Client, ClientError> {
     // Long-polls wait up to 30 s on the server; leave room above it.
     Ok(reqwest::Client::builder().timeout(Duration::from_secs(45)).build()?)
 }
 
 impl AgentClient {
     pub fn new(identity: &Identity) -> Result<Self, ClientError> {
-        Ok(Self {
-            http: http()?,
+        Ok(Self::with_http(identity, http()?))
+    }
+
+    pub fn with_http(identity: &Identity, http: reqwest::Client) -> Self {
+        Self {
+            http,
             base: identity.server.trim_end_matches('/').to_owned(),
             host: identity.host_id.to_string(),
             authorization: format!("BerthHost {}", identity.host_credential),
-        })
+        }
     }
 
     /// Exchanges a registration token for a host identity.
-    pub async fn register(server: &str, req: &RegisterHostRequest) -> Result<RegisteredHost, ClientError> {
+    pub async fn register(
+        http: &reqwest::Client,
+        server: &str,
+        req: &RegisterHostRequest,
+    ) -> Result<RegisteredHost, ClientError> {
         let url = format!("{}/v1/agent/register", server.trim_end_matches('/'));
-        decode(http()?.post(url).json(req).send().await?).await
+        decode(http.post(url).json(req).send().await?).await
     }
 
     fn url(&self, tail: &str) -> String {
@@ -97,6 +107,21 @@ impl AgentClient {
             return Ok(());
         }
         decode::<serde_json::Value>(resp).await.map(|_| ())
+    }
+
+    /// Several reports in one request; one result per report, in order.
+    pub async fn report_batch(
+        &self,
+        batch: &berth_api::agent::TaskStatusReportBatch,
+    ) -> Result<berth_api::agent::TaskStatusReportBatchResponse, ClientError> {
+        let resp = self
+            .http
+            .post(self.url("/tasks/status"))
+            .header("authorization", &self.authorization)
+            .json(batch)
+            .send()
+            .await?;
+        decode(resp).await
     }
 
     pub async fn report(

@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_api::agent::{AckRequest, HeartbeatRequest, ObservedTask, TaskStatusReport};
+use berth_api::agent::{
+    AckRequest, HeartbeatRequest, ObservedTask, TaskStatusReport, TaskStatusReportBatch, TaskStatusReportItem,
+};
 use berth_api::hosts::Resources;
 use berth_api::tasks::{DesiredStatus, TaskStatus};
 use tokio::sync::watch;
@@ -57,6 +59,11 @@ pub enum AgentError {
 
 /// Registers (or reloads) the host's identity.
 pub async fn identify(config: &AgentConfig) -> Result<Identity, AgentError> {
+    identify_with(config, &client::http()?).await
+}
+
+/// [`identify`] over a given HTTP client.
+pub async fn identify_with(config: &AgentConfig, http: &reqwest::Client) -> Result<Identity, AgentError> {
     let state = StateDir::new(&config.state_dir)?;
     if let Some(identity) = state.load_identity()? {
         tracing::info!(host_id = %identity.host_id, "reusing the host identity from the state dir");
@@ -66,6 +73,7 @@ pub async fn identify(config: &AgentConfig) -> Result<Identity, AgentError> {
     attributes.entry("os".into()).or_insert_with(|| std::env::consts::OS.into());
     attributes.entry("arch".into()).or_insert_with(|| std::env::consts::ARCH.into());
     let registered = AgentClient::register(
+        http,
         &config.server,
         &berth_api::auth::RegisterHostRequest {
             registration_token: config.registration_token.clone(),
@@ -90,13 +98,20 @@ pub async fn identify(config: &AgentConfig) -> Result<Identity, AgentError> {
     Ok(identity)
 }
 
+/// Most reports the agent sends in one request.
+const REPORTS_PER_REQUEST: usize = 100;
+
 /// Runs the agent until `stop` becomes true.
-pub async fn run(
-    identity: Identity,
+pub async fn run(identity: Identity, runtime: Arc<dyn Runtime>, stop: watch::Receiver<bool>) -> Result<(), AgentError> {
+    run_with(AgentClient::new(&identity)?, runtime, stop).await
+}
+
+/// [`run`] with a given client (simulated hosts share one's connections).
+pub async fn run_with(
+    client: AgentClient,
     runtime: Arc<dyn Runtime>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
-    let client = AgentClient::new(&identity)?;
     let interval = Arc::new(std::sync::Mutex::new(Duration::from_secs(5)));
     let reporter = tokio::spawn(report_loop(client.clone(), runtime.clone(), stop.clone()));
     let heartbeats = tokio::spawn(heartbeat_loop(client.clone(), runtime.clone(), interval.clone(), stop.clone()));
@@ -164,26 +179,33 @@ async fn heartbeat_loop(
 async fn report_loop(client: AgentClient, runtime: Arc<dyn Runtime>, stop: watch::Receiver<bool>) {
     let mut seq = runtime::Sequencer::default();
     while !*stop.borrow() {
-        let Some(update) = runtime.next_update().await else { break };
-        let report = TaskStatusReport {
-            seq: seq.next_seq(),
-            last_status: update.last_status,
-            containers: update.containers,
-            stop_code: update.stop_code,
-            reason: update.reason,
-        };
+        let Some(updates) = runtime.next_updates(REPORTS_PER_REQUEST).await else { break };
+        let reports: Vec<TaskStatusReportItem> = updates
+            .iter()
+            .map(|u| TaskStatusReportItem {
+                task_id: u.task_id,
+                report: TaskStatusReport {
+                    seq: seq.next_seq(),
+                    last_status: u.last_status,
+                    containers: u.containers.clone(),
+                    stop_code: u.stop_code,
+                    reason: u.reason.clone(),
+                },
+            })
+            .collect();
+        let batch = TaskStatusReportBatch { reports };
         for attempt in 0..10u32 {
-            match client.report(update.task_id, &report).await {
+            match client.report_batch(&batch).await {
+                // Per-report refusals (the task is gone, or the transition is illegal) are final.
                 Ok(_) => break,
-                Err(ClientError::Api { status, .. }) if status == 404 || status == 409 => break,
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "report failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
                 }
             }
         }
-        if update.last_status == TaskStatus::Stopped {
-            runtime.forget(update.task_id).await;
+        for u in updates.iter().filter(|u| u.last_status == TaskStatus::Stopped) {
+            runtime.forget(u.task_id).await;
         }
     }
 }

@@ -28,8 +28,10 @@ pub trait Runtime: Send + Sync {
     fn stop(&self, task: TaskId) -> BoxFuture<'_, ()>;
     /// Every task the runtime holds and its state.
     fn observed(&self) -> BoxFuture<'_, Vec<(TaskId, TaskStatus)>>;
-    /// The next transition to report; None when the runtime shuts down.
-    fn next_update(&self) -> BoxFuture<'_, Option<TaskUpdate>>;
+    /// The next transitions to report (waiting for the first, then taking up
+    /// to `max` that are ready), so they go out in one request; None when
+    /// the runtime shuts down.
+    fn next_updates(&self, max: usize) -> BoxFuture<'_, Option<Vec<TaskUpdate>>>;
     /// Drops a stopped task once its end was reported.
     fn forget(&self, task: TaskId) -> BoxFuture<'_, ()>;
 }
@@ -117,8 +119,19 @@ impl Runtime for SimulatedRuntime {
         )
     }
 
-    fn next_update(&self) -> BoxFuture<'_, Option<TaskUpdate>> {
-        Box::pin(async move { self.rx.lock().await.recv().await })
+    fn next_updates(&self, max: usize) -> BoxFuture<'_, Option<Vec<TaskUpdate>>> {
+        Box::pin(async move {
+            let mut rx = self.rx.lock().await;
+            let first = rx.recv().await?;
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match rx.try_recv() {
+                    Ok(u) => batch.push(u),
+                    Err(_) => break,
+                }
+            }
+            Some(batch)
+        })
     }
 
     fn forget(&self, task: TaskId) -> BoxFuture<'_, ()> {

@@ -224,7 +224,45 @@ async fn a_change_on_one_replica_wakes_an_agent_waiting_on_another() {
     s1.stop().await;
 }
 
+/// Several reports in one request: each is judged alone, and a refused one
+/// changes nothing while the others apply.
+async fn batched_reports_are_judged_one_by_one(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let (a, b) = (run_one(&c).await, run_one(&c).await);
+    let unknown = "0190a5b0-0000-7000-8000-000000000000";
+    let r = agent
+        .client
+        .post(
+            &format!("/v1/agent/hosts/{}/tasks/status", agent.host),
+            json!({"reports": [
+                {"task_id": a, "report": {"seq": 1, "last_status": "RUNNING"}},
+                {"task_id": unknown, "report": {"seq": 1, "last_status": "RUNNING"}},
+                {"task_id": b, "report": {"seq": 1, "last_status": "PROVISIONING"}},
+                {"task_id": b, "report": {"seq": 2, "last_status": "RUNNING"}},
+            ]}),
+        )
+        .await
+        .expect(200);
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["applied"]["last_status"], "RUNNING");
+    assert_eq!(results[1]["error"], "ResourceNotFound");
+    assert_eq!(results[2]["error"], "InvalidStateTransition");
+    assert_eq!(results[3]["applied"]["applied"], true);
+    assert_eq!(task(&c, &a).await["last_status"], "RUNNING");
+    assert_eq!(task(&c, &b).await["last_status"], "RUNNING");
+    // Two state changes, two events: the refused reports left none.
+    let events = c.get("/v1/events?types=task.state_changed").await.expect(200);
+    let running =
+        events["events"].as_array().expect("events").iter().filter(|e| e["detail"]["last_status"] == "RUNNING");
+    assert_eq!(running.count(), 2);
+    s.stop().await;
+}
+
 on_both_backends!(
+    batched_reports_are_judged_one_by_one,
     assignments_reports_and_stopping,
     an_agent_that_reconnects_misses_nothing,
     long_poll_answers_when_a_change_arrives

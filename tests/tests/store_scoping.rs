@@ -91,6 +91,10 @@ async fn scoped_queries_never_cross_accounts(backend: Backend) {
     let t = TestDb::new(backend).await;
     let (a, a_cluster, a_td, a_task) = populate(&t.db, "account-a").await;
     let (b, b_cluster, b_td, b_task) = populate(&t.db, "account-b").await;
+    // Events wait in the outbox until the sequencer numbers them, per account.
+    let mut tx = t.db.begin_write().await.expect("tx");
+    assert_eq!(store::events::sequence_pending(&mut tx, 1000).await.expect("sequence"), 2);
+    tx.commit().await.expect("commit");
     let mut tx = t.db.begin_read().await.expect("tx");
 
     for (scope, own_cluster, other_cluster, own_td, other_td, own_task, other_task) in

@@ -114,18 +114,43 @@ fn openapi() -> Result<()> {
 }
 
 /// Benchmarks by name; each prints `BENCH <name> <metric>=<value>` lines.
-const BENCHES: &[(&str, &str, &str)] = &[("placement", "berth-placement", "placement")];
+/// (name, package, bench target, needs PostgreSQL and the release `berth` binary).
+const BENCHES: &[(&str, &str, &str, bool)] =
+    &[("placement", "berth-placement", "placement", false), ("e2e", "berth-tests", "e2e", true)];
 
+/// `cargo xtask bench [NAME[.PART]...]`: every benchmark, or the named ones
+/// (`e2e.heartbeats` runs only that part of `e2e`).
 fn bench(args: &[String]) -> Result<()> {
-    let wanted: Vec<&str> =
-        if args.is_empty() { BENCHES.iter().map(|b| b.0).collect() } else { args.iter().map(String::as_str).collect() };
-    for name in wanted {
-        let Some((_, package, target)) = BENCHES.iter().find(|b| b.0 == name) else {
+    let wanted: Vec<String> =
+        if args.is_empty() { BENCHES.iter().map(|b| b.0.to_owned()).collect() } else { args.to_vec() };
+    for arg in wanted {
+        let (name, part) = arg.split_once('.').map_or((arg.as_str(), None), |(n, p)| (n, Some(p)));
+        let Some(&(_, package, target, needs_server)) = BENCHES.iter().find(|b| b.0 == name) else {
             bail!("unknown benchmark {name:?}; known: {}", BENCHES.iter().map(|b| b.0).collect::<Vec<_>>().join(", "));
         };
         let mut cmd = cargo();
         cmd.args(["bench", "--quiet", "--package", package, "--bench", target]);
-        status(cmd, &format!("benchmark {name}"))?;
+        if let Some(p) = part {
+            cmd.args(["--", p]);
+        }
+        let _pg = if needs_server {
+            system::ensure_packages(&[system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs())])?;
+            let mut build = cargo();
+            build.args(["build", "--release", "--package", "berth"]);
+            status(build, "building the release berth binary")?;
+            let mut compile = cargo();
+            compile.args(["bench", "--no-run", "--quiet", "--package", package, "--bench", target]);
+            status(compile, &format!("building benchmark {name}"))?;
+            let pg = postgres::Postgres::start()?;
+            cmd.env("BERTH_TEST_POSTGRES_URL", pg.url());
+            let target_dir =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            cmd.env("BERTH_BIN", target_dir.join("release/berth"));
+            Some(pg)
+        } else {
+            None
+        };
+        status(cmd, &format!("benchmark {arg}"))?;
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use berth_api::hosts::Resources;
 use berth_host_agent::{AgentConfig, SimulatedRuntime};
 use clap::Args;
+use futures::StreamExt as _;
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
@@ -93,8 +94,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (cpu, memory) = machine();
     let attributes: BTreeMap<String, String> = args.attributes.iter().cloned().collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut agents = Vec::new();
-    for i in 0..n {
+    // One HTTP client for all: the hosts share its connections (an idle
+    // long-poll each, plus what heartbeats and reports borrow).
+    let http = berth_host_agent::client::http()?;
+    let configs = (0..n).map(|i| {
         let config = AgentConfig {
             server: args.server.clone(),
             registration_token: args.registration_token.clone(),
@@ -109,10 +112,24 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 version: env!("CARGO_PKG_VERSION").into(),
             },
         };
-        let identity =
-            berth_host_agent::identify(&config).await.with_context(|| format!("registering simulated host {i}"))?;
+        (i, config)
+    });
+    // Registering is a transaction each: a few at a time, not thousands at once.
+    let mut registrations = futures::stream::iter(configs)
+        .map(|(i, config)| {
+            let http = http.clone();
+            async move {
+                berth_host_agent::identify_with(&config, &http)
+                    .await
+                    .with_context(|| format!("registering simulated host {i}"))
+            }
+        })
+        .buffer_unordered(16);
+    let mut agents = Vec::new();
+    while let Some(identity) = registrations.next().await {
+        let client = berth_host_agent::AgentClient::with_http(&identity?, http.clone());
         let runtime = Arc::new(SimulatedRuntime::default());
-        agents.push(tokio::spawn(berth_host_agent::run(identity, runtime, stop_rx.clone())));
+        agents.push(tokio::spawn(berth_host_agent::run_with(client, runtime, stop_rx.clone())));
     }
     println!("{n} simulated host(s) joined cluster {} at {}", args.cluster, args.server);
     super::shutdown_signal().await;

@@ -81,6 +81,15 @@ pub struct Spec {
     pub constraints: Vec<Constraint>,
 }
 
+impl Spec {
+    /// Whether deciding needs how many of the group's tasks each host runs
+    /// (so a caller can skip counting them for binpack and random).
+    pub fn uses_group_counts(&self) -> bool {
+        self.strategies.iter().any(|s| matches!(s, Strategy::Spread(_)))
+            || self.constraints.iter().any(|c| matches!(c, Constraint::DistinctHost | Constraint::MaxPer { .. }))
+    }
+}
+
 /// Why a host was not chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {

@@ -34,7 +34,7 @@ pub(crate) fn to_wire(row: AccountRow) -> Account {
     }
 }
 
-async fn resolve(tx: &mut Tx, reference: &str) -> AppResult<AccountRow> {
+pub(crate) async fn resolve(tx: &mut Tx, reference: &str) -> AppResult<AccountRow> {
     let row = match reference.parse::<AccountId>() {
         Ok(id) => store::accounts::get(tx, id).await?,
         Err(_) => store::accounts::get_by_name(tx, reference).await?,

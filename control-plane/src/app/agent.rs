@@ -2,14 +2,15 @@
 //! (docs/agent-protocol.md): heartbeats, the assignment stream, status reports,
 //! and noticing hosts that went quiet.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use berth_api::agent::{
     AgentTask, Assignment, AssignmentsResponse, HeartbeatRequest, HeartbeatResponse, HostPortBinding, TaskStatusReport,
-    TaskStatusReportResponse,
+    TaskStatusReportBatch, TaskStatusReportResponse,
 };
 use berth_api::hosts::HostStatus;
-use berth_api::task_definitions::NetworkMode;
+use berth_api::task_definitions::{NetworkMode, RegisterTaskDefinitionRequest};
 use berth_api::tasks::{DesiredStatus, StopCode, TaskStatus};
 use berth_api::{HostId, TaskId};
 use serde_json::json;
@@ -55,6 +56,7 @@ pub struct Purged {
 
 const MAX_WAIT_SECONDS: u32 = 30;
 const MAX_BATCH: u64 = 100;
+const MAX_REPORTS_PER_BATCH: usize = 1000;
 
 fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
     if host_ref == host.host_id.to_string() {
@@ -66,11 +68,21 @@ fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
 
 /// What the agent needs to run a task: its containers with the run's
 /// overrides applied, and which host port each mapping got.
-async fn agent_task(tx: &mut Tx, scope: AccountScope, row: &TaskRow) -> AppResult<AgentTask> {
-    let td = store::task_definitions::get_by_id(tx, scope, berth_api::TaskDefinitionId(row.task_definition_id))
-        .await?
-        .ok_or_else(|| AppError::Internal(format!("task {} lost its definition", row.id)))?;
-    let def = td.definition.0;
+async fn agent_task(
+    tx: &mut Tx,
+    scope: AccountScope,
+    row: &TaskRow,
+    definitions: &mut HashMap<uuid::Uuid, RegisterTaskDefinitionRequest>,
+) -> AppResult<AgentTask> {
+    let def = match definitions.entry(row.task_definition_id) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => {
+            let td = store::task_definitions::get_by_id(tx, scope, berth_api::TaskDefinitionId(row.task_definition_id))
+                .await?
+                .ok_or_else(|| AppError::Internal(format!("task {} lost its definition", row.id)))?;
+            e.insert(td.definition.0)
+        }
+    };
     let containers = super::tasks::apply_overrides(&def.container_definitions, &row.overrides.0)?;
     let dynamic = row.placement.as_ref().map(|p| p.0.dynamic_host_ports.clone()).unwrap_or_default();
     let mut dynamic = dynamic.into_iter();
@@ -217,9 +229,13 @@ impl App {
                 });
             }
             let mut assignments = Vec::with_capacity(rows.len());
+            let ids: Vec<TaskId> = rows.iter().map(|a| TaskId(a.task_id)).collect();
+            let tasks: HashMap<uuid::Uuid, TaskRow> =
+                store::tasks::get_many(&mut tx, scope, &ids).await?.into_iter().map(|t| (t.id, t)).collect();
+            let mut definitions = HashMap::new();
             for a in &rows {
                 // A task past its retention is gone; its change is skipped, and the cursor moves past it.
-                let Some(task) = store::tasks::get_any_cluster(&mut tx, scope, TaskId(a.task_id)).await? else {
+                let Some(task) = tasks.get(&a.task_id) else {
                     continue;
                 };
                 assignments.push(Assignment {
@@ -227,7 +243,7 @@ impl App {
                     task_id: TaskId(a.task_id),
                     desired_status: DesiredStatus::parse(&a.desired_status)
                         .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
-                    task: agent_task(&mut tx, scope, &task).await?,
+                    task: agent_task(&mut tx, scope, task, &mut definitions).await?,
                 });
             }
             tx.rollback().await?;
@@ -273,72 +289,44 @@ impl App {
         report: TaskStatusReport,
     ) -> AppResult<TaskStatusReportResponse> {
         own_host(host, host_ref)?;
-        if report.seq < 1 {
-            return Err(AppError::validation("seq", "seq starts at 1 and increases with every report"));
-        }
-        if let Some(r) = &report.reason {
-            validate::text("reason", r, 1024)?;
-        }
         let task_id: TaskId = task.parse().map_err(|_| AppError::not_found("task", task))?;
-        let scope = AccountScope::new(host.account_id);
         let mut tx = self.db().begin_write().await?;
-        let row = store::tasks::get_any_cluster(&mut tx, scope, task_id)
-            .await?
-            .filter(|t| t.host_id == Some(host.host_id.0))
-            .ok_or_else(|| AppError::not_found("task", task))?;
-        let from = row.last_status()?;
-        let desired = row.desired_status()?;
-        if report.seq <= row.report_seq {
-            tx.rollback().await?;
-            return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
-        }
-        let to = report.last_status;
-        if to != from && !lifecycle::can_transition(from, to) {
-            return Err(AppError::InvalidTransition(format!("a {} task cannot become {}", from.as_str(), to.as_str())));
-        }
-        let now = store::now();
-        let stop_code = match (to, report.stop_code, row.stop_code()?) {
-            (TaskStatus::Stopped, Some(code), _) => Some(code),
-            (TaskStatus::Stopped, None, Some(existing)) => Some(existing),
-            (TaskStatus::Stopped, None, None) if row.running_at.is_none() => Some(StopCode::TaskFailedToStart),
-            (TaskStatus::Stopped, None, None) => Some(StopCode::EssentialContainerExited),
-            (_, _, existing) => existing,
-        };
-        let reason = report.reason.clone().or(row.stopped_reason.clone());
-        let containers =
-            if report.containers.is_empty() { row.containers.0.clone() } else { report.containers.clone() };
-        let change = StateChange {
-            desired_status: if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired },
-            last_status: to,
-            containers: &containers,
-            stop_code,
-            stopped_reason: reason.as_deref(),
-            now,
-        };
-        if !store::tasks::apply_report(&mut tx, scope, task_id, host.host_id, report.seq, change).await? {
-            // A concurrent report with a newer sequence number won.
-            tx.rollback().await?;
-            return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
-        }
-        if to == TaskStatus::Stopped && from != TaskStatus::Stopped {
-            store::hosts::release(&mut tx, host.host_id, row_cpu(&row), row_memory(&row), &row.host_ports.0, now)
-                .await?;
-        }
-        if to != from {
-            store::events::append(
-                &mut tx,
-                scope,
-                "task.state_changed",
-                &row.id.to_string(),
-                json!({"cluster": row.cluster_name, "last_status": to.as_str(), "host_id": host.host_id.to_string(),
-                       "stop_code": stop_code.map(|c| c.as_str()), "stopped_reason": reason}),
-                now,
-            )
-            .await?;
-        }
+        let mut events = Vec::new();
+        let result = report_in_tx(&mut tx, host, task_id, &report, &mut events).await?;
+        store::events::append_many(&mut tx, AccountScope::new(host.account_id), events, store::now()).await?;
         tx.commit().await?;
-        let desired = if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired };
-        Ok(TaskStatusReportResponse { applied: true, desired_status: desired, last_status: to })
+        Ok(result)
+    }
+
+    /// Applies several reports in one transaction. Each is judged as if sent
+    /// alone: a report the store refuses (unknown task, illegal transition)
+    /// gets its error in its place and changes nothing; the others apply.
+    pub async fn report_task_statuses(
+        &self,
+        host: &HostPrincipal,
+        host_ref: &str,
+        batch: TaskStatusReportBatch,
+    ) -> AppResult<Vec<(TaskId, AppResult<TaskStatusReportResponse>)>> {
+        own_host(host, host_ref)?;
+        if batch.reports.len() > MAX_REPORTS_PER_BATCH {
+            return Err(AppError::validation(
+                "reports",
+                format!("at most {MAX_REPORTS_PER_BATCH} reports per request"),
+            ));
+        }
+        let mut tx = self.db().begin_write().await?;
+        let mut events = Vec::new();
+        let mut results = Vec::with_capacity(batch.reports.len());
+        for item in &batch.reports {
+            let outcome = match report_in_tx(&mut tx, host, item.task_id, &item.report, &mut events).await {
+                Err(e @ (AppError::Unavailable(_) | AppError::Internal(_) | AppError::Contention)) => return Err(e),
+                other => other,
+            };
+            results.push((item.task_id, outcome));
+        }
+        store::events::append_many(&mut tx, AccountScope::new(host.account_id), events, store::now()).await?;
+        tx.commit().await?;
+        Ok(results)
     }
 
     /// Marks hosts that stopped heartbeating: DISCONNECTED after three missed
@@ -501,4 +489,71 @@ impl App {
         tx.commit().await?;
         Ok(purged)
     }
+}
+
+/// One report inside the caller's transaction. Every check comes before the
+/// first write, so an error leaves the transaction as it was. The event for
+/// a transition is added to `events`, for the caller to append last.
+async fn report_in_tx(
+    tx: &mut Tx,
+    host: &HostPrincipal,
+    task_id: TaskId,
+    report: &TaskStatusReport,
+    events: &mut Vec<store::events::NewEvent>,
+) -> AppResult<TaskStatusReportResponse> {
+    if report.seq < 1 {
+        return Err(AppError::validation("seq", "seq starts at 1 and increases with every report"));
+    }
+    if let Some(r) = &report.reason {
+        validate::text("reason", r, 1024)?;
+    }
+    let scope = AccountScope::new(host.account_id);
+    let row = store::tasks::get_any_cluster(tx, scope, task_id)
+        .await?
+        .filter(|t| t.host_id == Some(host.host_id.0))
+        .ok_or_else(|| AppError::not_found("task", task_id.to_string()))?;
+    let from = row.last_status()?;
+    let desired = row.desired_status()?;
+    if report.seq <= row.report_seq {
+        return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
+    }
+    let to = report.last_status;
+    if to != from && !lifecycle::can_transition(from, to) {
+        return Err(AppError::InvalidTransition(format!("a {} task cannot become {}", from.as_str(), to.as_str())));
+    }
+    let now = store::now();
+    let stop_code = match (to, report.stop_code, row.stop_code()?) {
+        (TaskStatus::Stopped, Some(code), _) => Some(code),
+        (TaskStatus::Stopped, None, Some(existing)) => Some(existing),
+        (TaskStatus::Stopped, None, None) if row.running_at.is_none() => Some(StopCode::TaskFailedToStart),
+        (TaskStatus::Stopped, None, None) => Some(StopCode::EssentialContainerExited),
+        (_, _, existing) => existing,
+    };
+    let reason = report.reason.clone().or(row.stopped_reason.clone());
+    let containers = if report.containers.is_empty() { row.containers.0.clone() } else { report.containers.clone() };
+    let change = StateChange {
+        desired_status: if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired },
+        last_status: to,
+        containers: &containers,
+        stop_code,
+        stopped_reason: reason.as_deref(),
+        now,
+    };
+    if !store::tasks::apply_report(tx, scope, task_id, host.host_id, report.seq, change).await? {
+        // A concurrent report with a newer sequence number won.
+        return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
+    }
+    if to == TaskStatus::Stopped && from != TaskStatus::Stopped {
+        store::hosts::release(tx, host.host_id, row_cpu(&row), row_memory(&row), &row.host_ports.0, now).await?;
+    }
+    if to != from {
+        events.push(store::events::NewEvent {
+            event_type: "task.state_changed",
+            resource_id: row.id.to_string(),
+            detail: json!({"cluster": row.cluster_name, "last_status": to.as_str(), "host_id": host.host_id.to_string(),
+                           "stop_code": stop_code.map(|c| c.as_str()), "stopped_reason": reason}),
+        });
+    }
+    let desired = if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired };
+    Ok(TaskStatusReportResponse { applied: true, desired_status: desired, last_status: to })
 }

@@ -25,6 +25,7 @@ impl App {
             return Err(AppError::bad_request(Some("wait"), "wait must be 0-30 seconds"));
         }
         let types = parse_types(query.types.as_deref());
+        self.flush_events(principal.scope()).await?;
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(u64::from(wait));
         let read = || async {
             let mut tx = self.db().begin_read().await?;
@@ -63,9 +64,62 @@ impl App {
     /// The newest sequence number of the account's log (where a live stream starts).
     pub async fn latest_event(&self, principal: &Principal) -> AppResult<i64> {
         authorize(principal, Action::ReadEvents, None)?;
+        self.flush_events(principal.scope()).await?;
         let mut tx = self.db().begin_read().await?;
         let rows = store::events::latest(&mut tx, principal.scope()).await?;
         tx.rollback().await?;
         Ok(rows)
+    }
+}
+
+/// Most outbox events one sequencer pass moves.
+const SEQUENCE_BATCH: u64 = 1000;
+
+impl App {
+    /// Numbers every committed outbox event (see `store::events::sequence_pending`);
+    /// returns how many. Any replica may run it at any time.
+    pub async fn sequence_events(&self) -> AppResult<usize> {
+        let mut total = 0;
+        loop {
+            let mut tx = self.db().begin_write().await?;
+            let n = store::events::sequence_pending(&mut tx, SEQUENCE_BATCH).await?;
+            tx.commit().await?;
+            total += n;
+            if (n as u64) < SEQUENCE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Read-your-writes for the event log: a reader whose account has events
+    /// still in the outbox numbers them before reading, rather than waiting
+    /// for the background sequencer.
+    async fn flush_events(&self, scope: crate::store::AccountScope) -> AppResult<()> {
+        let mut tx = self.db().begin_read().await?;
+        let pending = store::events::has_pending(&mut tx, scope).await?;
+        tx.rollback().await?;
+        if pending {
+            self.sequence_events().await?;
+        }
+        Ok(())
+    }
+
+    /// The background sequencer: runs whenever a commit put events in the
+    /// outbox (on any replica, through the wake-ups), and at least every second.
+    pub async fn sequence_events_forever(&self) {
+        loop {
+            let subscription = self.db().wakeups().subscribe(store::events::SEQUENCER_KEY);
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            let result = subscription
+                .wait_until(deadline, || async {
+                    let n = self.sequence_events().await?;
+                    Ok::<_, AppError>((n > 0).then_some(()))
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "event sequencer pass failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
     }
 }

@@ -66,7 +66,11 @@ async fn run_in_tx(
     let spec = placement::spec_from(&req.placement_strategy, &req.placement_constraints)?;
     let needs = placement::needs_of(cpu, memory, def.network_mode, &containers);
     let host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
-    let counts = store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?;
+    let counts = if spec.uses_group_counts() {
+        store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?
+    } else {
+        Vec::new()
+    };
     let hosts = placement::engine_hosts(&host_rows);
     let plan = berth_placement::place(
         &hosts,
@@ -102,76 +106,78 @@ async fn run_in_tx(
         strategy: req.placement_strategy.clone(),
         constraints: req.placement_constraints.clone(),
     };
-    let mut tasks = Vec::with_capacity(req.count as usize);
     let mut failures = Vec::new();
+    let mut decisions: Vec<Option<(berth_api::HostId, PlacementDecision, Vec<u16>)>> = Vec::new();
     for outcome in &plan.tasks {
-        let decision;
-        let ports: Vec<u16>;
-        let placed = match outcome {
-            Ok(p) => {
-                ports = needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect();
-                decision = PlacementDecision {
+        match outcome {
+            Ok(p) => decisions.push(Some((
+                p.host,
+                PlacementDecision {
                     host_id: p.host,
                     strategy: strategy.clone(),
                     constraints: req.placement_constraints.clone(),
                     hosts_considered: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
                     dynamic_host_ports: p.dynamic_ports.clone(),
                     decided_at: now,
-                };
-                Some((p.host, &decision, ports.as_slice()))
+                },
+                needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect(),
+            ))),
+            Err(unplaced) if !req.queue => {
+                let reason = unplaced.rejected.keys().next().map_or("RESOURCE:NO_HOSTS", |r| r.as_str());
+                failures.push(Failure { reason: reason.to_owned(), detail: Some(unplaced.describe()) });
             }
-            Err(unplaced) => {
-                if !req.queue {
-                    let reason = unplaced.rejected.keys().next().map_or("RESOURCE:NO_HOSTS", |r| r.as_str());
-                    failures.push(Failure { reason: reason.to_owned(), detail: Some(unplaced.describe()) });
-                    continue;
-                }
-                None
-            }
-        };
-        let id = TaskId::generate();
-        store::tasks::insert(
-            tx,
-            scope,
-            NewTask {
-                id,
-                cluster_id: cluster.cluster_id(),
-                task_definition_id: berth_api::TaskDefinitionId(td.id),
-                family: &td.family,
-                revision: td.revision,
-                started_by: req.started_by.as_deref(),
-                overrides: &req.overrides,
-                containers: &states,
-                cpu,
-                memory,
-                tags: &req.tags,
-                now,
-                placed,
-                queued: placed.is_none(),
-                placement_spec: Some(&spec_record),
-            },
-        )
-        .await?;
-        if let Some((host, _, _)) = placed {
-            store::assignments::append(tx, scope, host, id, DesiredStatus::Running, now).await?;
+            Err(_) => decisions.push(None),
         }
-        let status = if placed.is_some() { "PENDING" } else { "PROVISIONING" };
-        store::events::append(
-            tx,
-            scope,
-            "task.state_changed",
-            &id.to_string(),
-            json!({"cluster": cluster.name, "last_status": status, "desired_status": "RUNNING",
-                   "task_definition": format!("{}:{}", td.family, td.revision),
-                   "host_id": placed.map(|p| p.0.to_string())}),
-            now,
-        )
-        .await?;
-        let row = store::tasks::get(tx, scope, cluster.cluster_id(), id)
-            .await?
-            .ok_or_else(|| AppError::Internal("inserted task not found".into()))?;
-        tasks.push(to_wire(row)?);
     }
+    // One statement per table, not one per task: the transaction holds the
+    // cluster's placement lock and, once events are appended, the account's.
+    let ids: Vec<TaskId> = decisions.iter().map(|_| TaskId::generate()).collect();
+    let news: Vec<NewTask<'_>> = ids
+        .iter()
+        .zip(&decisions)
+        .map(|(id, placed)| NewTask {
+            id: *id,
+            cluster_id: cluster.cluster_id(),
+            task_definition_id: berth_api::TaskDefinitionId(td.id),
+            family: &td.family,
+            revision: td.revision,
+            started_by: req.started_by.as_deref(),
+            overrides: &req.overrides,
+            containers: &states,
+            cpu,
+            memory,
+            tags: &req.tags,
+            now,
+            placed: placed.as_ref().map(|(h, d, p)| (*h, d, p.as_slice())),
+            queued: placed.is_none(),
+            placement_spec: Some(&spec_record),
+        })
+        .collect();
+    store::tasks::insert_many(tx, scope, &news).await?;
+    let mut by_host: std::collections::BTreeMap<berth_api::HostId, Vec<(TaskId, DesiredStatus)>> = Default::default();
+    for (id, placed) in ids.iter().zip(&decisions) {
+        if let Some((host, _, _)) = placed {
+            by_host.entry(*host).or_default().push((*id, DesiredStatus::Running));
+        }
+    }
+    for (host, changes) in &by_host {
+        store::assignments::append_many(tx, scope, *host, changes, now).await?;
+    }
+    let events = ids
+        .iter()
+        .zip(&decisions)
+        .map(|(id, placed)| store::events::NewEvent {
+            event_type: "task.state_changed",
+            resource_id: id.to_string(),
+            detail: json!({"cluster": cluster.name,
+                           "last_status": if placed.is_some() { "PENDING" } else { "PROVISIONING" },
+                           "desired_status": "RUNNING",
+                           "task_definition": format!("{}:{}", td.family, td.revision),
+                           "host_id": placed.as_ref().map(|p| p.0.to_string())}),
+        })
+        .collect();
+    store::events::append_many(tx, scope, events, now).await?;
+    let tasks = store::tasks::get_many(tx, scope, &ids).await?.into_iter().map(to_wire).collect::<AppResult<_>>()?;
     Ok(RunTaskResponse { tasks, failures })
 }
 

@@ -171,19 +171,14 @@ pub async fn authenticate_host(app: &App, parts: &Parts) -> AppResult<HostPrinci
         .ok_or_else(|| AppError::AccessDenied("a host credential is <host-id>.<secret>".into()))?;
     let host_id: HostId =
         host.parse().map_err(|_| AppError::AccessDenied("the host credential is not valid".into()))?;
-    let mut tx = app.db().begin_read().await?;
-    let row = store::hosts::find_for_authentication(&mut tx, host_id).await?;
-    let account = match &row {
-        Some(r) => store::accounts::get(&mut tx, AccountId(r.account_id)).await?,
-        None => None,
-    };
-    tx.rollback().await?;
-    let row = row.ok_or_else(|| AppError::AccessDenied("the host credential is not valid".into()))?;
+    let row = store::hosts::find_credential(app.db(), host_id)
+        .await?
+        .ok_or_else(|| AppError::AccessDenied("the host credential is not valid".into()))?;
     let given = sha256_hex(secret.as_bytes());
     if !bool::from(given.as_bytes().ct_eq(row.credential_hash.as_bytes())) || row.status == "DEREGISTERED" {
         return Err(AppError::AccessDenied("the host credential is not valid".into()));
     }
-    if account.is_none_or(|a| a.status != "ACTIVE") {
+    if row.account_status.as_deref() != Some("ACTIVE") {
         return Err(AppError::auth(ErrorCode::AccountSuspended, "the account is suspended"));
     }
     Ok(HostPrincipal { host_id, account_id: AccountId(row.account_id), cluster_id: ClusterId(row.cluster_id) })

@@ -52,23 +52,32 @@ pub fn draft_response(code: ErrorCode, message: impl Into<String>, field: Option
     resp
 }
 
+/// The code (and the field it concerns) an error has on the wire.
+pub fn code_of(e: &AppError) -> (ErrorCode, Option<String>) {
+    match e {
+        AppError::BadRequest { field, .. } => (ErrorCode::BadRequest, field.clone()),
+        AppError::Validation { field, .. } => (ErrorCode::ValidationError, Some(field.clone())),
+        AppError::NotFound { .. } => (ErrorCode::ResourceNotFound, None),
+        AppError::AlreadyExists { field, .. } => (ErrorCode::ResourceAlreadyExists, Some((*field).to_owned())),
+        AppError::InUse(_) | AppError::Contention => (ErrorCode::ResourceInUse, None),
+        AppError::InvalidTransition(_) => (ErrorCode::InvalidStateTransition, None),
+        AppError::IdempotencyKeyReused => (ErrorCode::IdempotencyKeyReused, Some("idempotency_key".into())),
+        AppError::PreconditionFailed { .. } => (ErrorCode::PreconditionFailed, Some("if_match".into())),
+        AppError::PayloadTooLarge { field, .. } => (ErrorCode::PayloadTooLarge, field.clone()),
+        AppError::UnsupportedMediaType(_) => (ErrorCode::UnsupportedMediaType, None),
+        AppError::Unauthenticated(_) => (ErrorCode::MissingAuthenticationToken, None),
+        AppError::AccessDenied(_) => (ErrorCode::AccessDenied, None),
+        AppError::Auth { code, .. } => (*code, None),
+        AppError::Throttled { .. } => (ErrorCode::ThrottlingException, None),
+        AppError::Unavailable(_) => (ErrorCode::ServiceUnavailable, None),
+        AppError::Internal(_) => (ErrorCode::InternalError, None),
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         let (code, field) = match self {
-            AppError::BadRequest { field, .. } => (ErrorCode::BadRequest, field),
-            AppError::Validation { field, .. } => (ErrorCode::ValidationError, Some(field)),
-            AppError::NotFound { .. } => (ErrorCode::ResourceNotFound, None),
-            AppError::AlreadyExists { field, .. } => (ErrorCode::ResourceAlreadyExists, Some(field.to_owned())),
-            AppError::InUse(_) | AppError::Contention => (ErrorCode::ResourceInUse, None),
-            AppError::InvalidTransition(_) => (ErrorCode::InvalidStateTransition, None),
-            AppError::IdempotencyKeyReused => (ErrorCode::IdempotencyKeyReused, Some("idempotency_key".into())),
-            AppError::PreconditionFailed { .. } => (ErrorCode::PreconditionFailed, Some("if_match".into())),
-            AppError::PayloadTooLarge { field, .. } => (ErrorCode::PayloadTooLarge, field),
-            AppError::UnsupportedMediaType(_) => (ErrorCode::UnsupportedMediaType, None),
-            AppError::Unauthenticated(_) => (ErrorCode::MissingAuthenticationToken, None),
-            AppError::AccessDenied(_) => (ErrorCode::AccessDenied, None),
-            AppError::Auth { code, .. } => (code, None),
             AppError::Throttled { retry_after_secs, limit } => {
                 let mut resp = draft_response(ErrorCode::ThrottlingException, message, None);
                 let headers = resp.headers_mut();
@@ -92,6 +101,7 @@ impl IntoResponse for AppError {
                     None,
                 );
             }
+            ref other => code_of(other),
         };
         draft_response(code, message, field)
     }

@@ -114,6 +114,7 @@ fn agent_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agent::assignments))
         .routes(routes!(agent::ack))
         .routes(routes!(agent::report))
+        .routes(routes!(agent::report_batch))
 }
 
 /// Routes without credentials.

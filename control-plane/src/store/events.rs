@@ -4,8 +4,9 @@ use sea_query::{Expr, ExprTrait, Order, Query};
 use sqlx::FromRow;
 use sqlx::types::Json;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
-use super::schema::{Accounts, Events};
+use super::schema::{Accounts, EventOutbox, Events};
 use super::{AccountScope, StoreResult, Tx};
 
 #[derive(Clone, Debug, FromRow)]
@@ -17,30 +18,119 @@ pub struct EventRow {
     pub created_at: OffsetDateTime,
 }
 
+/// One event to append.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub event_type: &'static str,
+    pub resource_id: String,
+    pub detail: serde_json::Value,
+}
+
 /// Appends an event in the caller's transaction, so the event exists exactly
-/// when the change it describes does. The sequence comes from the account
-/// row, whose lock also orders commits: a reader that has seen sequence N
-/// will never later see a smaller one appear.
+/// when the change it describes does.
 pub async fn append(
     tx: &mut Tx,
     scope: AccountScope,
-    event_type: &str,
+    event_type: &'static str,
     resource_id: &str,
     detail: serde_json::Value,
     now: OffsetDateTime,
-) -> StoreResult<i64> {
+) -> StoreResult<()> {
+    append_many(tx, scope, vec![NewEvent { event_type, resource_id: resource_id.to_owned(), detail }], now).await
+}
+
+/// Appends events in order to the outbox, taking no lock: the sequencer
+/// ([`sequence_pending`]) numbers them once the transaction has committed.
+/// An outbox row's id grows with insertion, and two transactions that
+/// change the same resource cannot overlap (they lock its row), so the
+/// events of one resource keep their order.
+pub async fn append_many(
+    tx: &mut Tx,
+    scope: AccountScope,
+    events: Vec<NewEvent>,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut insert = Query::insert()
+        .into_table(EventOutbox::Table)
+        .columns([
+            EventOutbox::AccountId,
+            EventOutbox::EventType,
+            EventOutbox::ResourceId,
+            EventOutbox::Detail,
+            EventOutbox::CreatedAt,
+        ])
+        .to_owned();
+    for e in events {
+        insert.values_panic([
+            scope.uuid().into(),
+            e.event_type.into(),
+            e.resource_id.into(),
+            e.detail.into(),
+            now.into(),
+        ]);
+    }
+    tx.execute(&insert).await?;
+    tx.wake(SEQUENCER_KEY);
+    Ok(())
+}
+
+/// The wake-up key of the event sequencer.
+pub const SEQUENCER_KEY: Uuid = Uuid::nil();
+
+#[derive(FromRow)]
+struct OutboxRow {
+    id: i64,
+    account_id: Uuid,
+    event_type: String,
+    resource_id: String,
+    detail: Json<serde_json::Value>,
+    created_at: OffsetDateTime,
+}
+
+/// Moves up to `limit` committed outbox events, oldest first, into the
+/// accounts' logs with their next sequence numbers; returns how many. One
+/// sequencer runs at a time (an advisory lock on PostgreSQL, the write lock
+/// on SQLite), so numbers are handed out in the order the log is read: a
+/// reader that has seen sequence N never later sees a smaller one appear.
+pub async fn sequence_pending(tx: &mut Tx, limit: u64) -> StoreResult<usize> {
+    if tx.backend() == super::Backend::Postgres {
+        tx.execute(&Query::select().expr(Expr::cust("pg_advisory_xact_lock(7411)")).to_owned()).await?;
+    }
+    let rows: Vec<OutboxRow> = tx
+        .fetch_all(
+            &Query::select()
+                .columns([
+                    EventOutbox::Id,
+                    EventOutbox::AccountId,
+                    EventOutbox::EventType,
+                    EventOutbox::ResourceId,
+                    EventOutbox::Detail,
+                    EventOutbox::CreatedAt,
+                ])
+                .from(EventOutbox::Table)
+                .order_by(EventOutbox::Id, Order::Asc)
+                .limit(limit)
+                .to_owned(),
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut by_account: Vec<(Uuid, Vec<&OutboxRow>)> = Vec::new();
+    for r in &rows {
+        match by_account.iter_mut().find(|(a, _)| *a == r.account_id) {
+            Some((_, v)) => v.push(r),
+            None => by_account.push((r.account_id, vec![r])),
+        }
+    }
     #[derive(FromRow)]
     struct Seq {
         event_seq: i64,
     }
-    let bump = Query::update()
-        .table(Accounts::Table)
-        .value(Accounts::EventSeq, Expr::col(Accounts::EventSeq).add(1))
-        .and_where(Expr::col(Accounts::Id).eq(scope.uuid()))
-        .returning_col(Accounts::EventSeq)
-        .to_owned();
-    let seq: Seq = tx.fetch_one(&bump).await?;
-    let insert = Query::insert()
+    let mut insert = Query::insert()
         .into_table(Events::Table)
         .columns([
             Events::AccountId,
@@ -50,18 +140,45 @@ pub async fn append(
             Events::Detail,
             Events::CreatedAt,
         ])
-        .values_panic([
-            scope.uuid().into(),
-            seq.event_seq.into(),
-            event_type.into(),
-            resource_id.into(),
-            detail.into(),
-            now.into(),
-        ])
         .to_owned();
+    for (account, events) in &by_account {
+        let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        let bump = Query::update()
+            .table(Accounts::Table)
+            .value(Accounts::EventSeq, Expr::col(Accounts::EventSeq).add(n))
+            .and_where(Expr::col(Accounts::Id).eq(*account))
+            .returning_col(Accounts::EventSeq)
+            .to_owned();
+        let last: Seq = tx.fetch_one(&bump).await?;
+        for (i, e) in (0i64..).zip(events) {
+            insert.values_panic([
+                (*account).into(),
+                (last.event_seq - n + 1 + i).into(),
+                e.event_type.clone().into(),
+                e.resource_id.clone().into(),
+                e.detail.0.clone().into(),
+                e.created_at.into(),
+            ]);
+        }
+        tx.wake(*account);
+    }
     tx.execute(&insert).await?;
-    tx.wake(scope.uuid());
-    Ok(seq.event_seq)
+    let delete = Query::delete()
+        .from_table(EventOutbox::Table)
+        .and_where(Expr::col(EventOutbox::Id).is_in(rows.iter().map(|r| r.id)))
+        .to_owned();
+    tx.execute(&delete).await?;
+    Ok(rows.len())
+}
+
+/// Whether the account has events waiting for the sequencer.
+pub async fn has_pending(tx: &mut Tx, scope: AccountScope) -> StoreResult<bool> {
+    let stmt = Query::select()
+        .from(EventOutbox::Table)
+        .and_where(Expr::col(EventOutbox::AccountId).eq(scope.uuid()))
+        .limit(1)
+        .to_owned();
+    Ok(tx.count(stmt).await? > 0)
 }
 
 pub async fn list(

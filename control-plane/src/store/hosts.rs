@@ -146,6 +146,29 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewHost<'_>) -> Store
     Ok(())
 }
 
+/// What authenticating a host needs, read in one statement.
+#[derive(Clone, Debug, FromRow)]
+pub struct HostCredentialRow {
+    pub account_id: Uuid,
+    pub cluster_id: Uuid,
+    pub credential_hash: String,
+    pub status: String,
+    pub account_status: Option<String>,
+}
+
+pub async fn find_credential(db: &super::Db, id: HostId) -> StoreResult<Option<HostCredentialRow>> {
+    let stmt = Query::select()
+        .columns([Hosts::AccountId, Hosts::ClusterId, Hosts::CredentialHash, Hosts::Status])
+        .expr_as(
+            Expr::cust("(SELECT status FROM accounts WHERE accounts.id = hosts.account_id)"),
+            sea_query::Alias::new("account_status"),
+        )
+        .from(Hosts::Table)
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .to_owned();
+    db.fetch_optional(&stmt).await
+}
+
 /// For host authentication: the host with this id, in any account.
 pub async fn find_for_authentication(tx: &mut Tx, id: HostId) -> StoreResult<Option<HostRow>> {
     let stmt = select().and_where(Expr::col(Hosts::Id).eq(id.0)).to_owned();

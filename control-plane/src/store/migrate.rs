@@ -37,6 +37,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0004_agent_protocol.sql"),
         include_str!("../../../migrations/sqlite/0004_agent_protocol.sql"),
     ),
+    (
+        5,
+        "event_outbox",
+        include_str!("../../../migrations/postgres/0005_event_outbox.sql"),
+        include_str!("../../../migrations/sqlite/0005_event_outbox.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

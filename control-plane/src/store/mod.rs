@@ -220,6 +220,21 @@ impl Db {
         }))
     }
 
+    /// Runs one read statement on its own, outside a transaction: for hot
+    /// paths (authentication) where BEGIN and ROLLBACK would double the round trips.
+    pub async fn fetch_optional<T: Row, S: SqlxBinder>(&self, stmt: &S) -> StoreResult<Option<T>> {
+        Ok(match &self.pool {
+            Pool::Postgres(p) => {
+                let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_optional(p).await?
+            }
+            Pool::Sqlite(p) => {
+                let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_optional(p).await?
+            }
+        })
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
         match &self.pool {

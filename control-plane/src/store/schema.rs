@@ -90,6 +90,17 @@ pub enum Tasks {
 }
 
 #[derive(Iden, Clone, Copy)]
+pub enum EventOutbox {
+    Table,
+    Id,
+    AccountId,
+    EventType,
+    ResourceId,
+    Detail,
+    CreatedAt,
+}
+
+#[derive(Iden, Clone, Copy)]
 pub enum Events {
     Table,
     AccountId,

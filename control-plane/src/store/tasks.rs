@@ -140,7 +140,15 @@ fn json<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
 }
 
 pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> StoreResult<()> {
-    let stmt = Query::insert()
+    insert_many(tx, scope, &[new]).await
+}
+
+/// Inserts tasks in one statement.
+pub async fn insert_many(tx: &mut Tx, scope: AccountScope, news: &[NewTask<'_>]) -> StoreResult<()> {
+    if news.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = Query::insert()
         .into_table(Tasks::Table)
         .columns([
             Tasks::Id,
@@ -167,7 +175,9 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             Tasks::PendingAt,
             Tasks::PlacementSpec,
         ])
-        .values_panic([
+        .to_owned();
+    for new in news {
+        stmt.values_panic([
             new.id.0.into(),
             scope.uuid().into(),
             new.cluster_id.0.into(),
@@ -191,8 +201,8 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewTask<'_>) -> Store
             json(&new.placed.map(|(_, _, p)| p.to_vec()).unwrap_or_default())?.into(),
             new.placed.map(|_| new.now).into(),
             new.placement_spec.map(json).transpose()?.into(),
-        ])
-        .to_owned();
+        ]);
+    }
     tx.execute(&stmt).await?;
     Ok(())
 }
@@ -384,6 +394,18 @@ pub async fn apply_report(
         .and_where(Expr::col(Tasks::ReportSeq).lt(report_seq))
         .to_owned();
     Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// Tasks by id within the account, in id order; missing ones are left out.
+pub async fn get_many(tx: &mut Tx, scope: AccountScope, ids: &[TaskId]) -> StoreResult<Vec<TaskRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = select(scope)
+        .and_where(Expr::col(Tasks::Id).is_in(ids.iter().map(|i| i.0)))
+        .order_by(Tasks::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
 }
 
 /// A task by id within the account, whatever its cluster (agents know tasks by id).

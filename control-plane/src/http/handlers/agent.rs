@@ -112,3 +112,34 @@ pub async fn report(
 ) -> Result<axum::Json<berth_api::agent::TaskStatusReportResponse>, AppError> {
     Ok(axum::Json(state.app.report_task_status(&host, &host_ref, &task, req).await?))
 }
+
+/// Report several tasks' states in one request (one transaction); each
+/// report is judged as if sent alone, and gets its own result or error.
+#[utoipa::path(post, path = "/v1/agent/hosts/{host}/tasks/status", tag = "agent", operation_id = "report_task_statuses",
+    params(("host" = String, Path, description = "The host's id; must be the credential's own")),
+    request_body = berth_api::agent::TaskStatusReportBatch,
+    responses(
+        (status = 200, description = "One result per report, in order", body = berth_api::agent::TaskStatusReportBatchResponse),
+        (status = 422, description = "More than 1000 reports", body = ErrorBody),
+    ))]
+pub async fn report_batch(
+    State(state): State<AppState>,
+    axum::Extension(host): axum::Extension<HostPrincipal>,
+    Path(host_ref): Path<String>,
+    ApiJson(req): ApiJson<berth_api::agent::TaskStatusReportBatch>,
+) -> Result<axum::Json<berth_api::agent::TaskStatusReportBatchResponse>, AppError> {
+    let results = state.app.report_task_statuses(&host, &host_ref, req).await?;
+    let results = results
+        .into_iter()
+        .map(|(task_id, outcome)| match outcome {
+            Ok(r) => berth_api::agent::TaskStatusReportResult { task_id, applied: Some(r), error: None, message: None },
+            Err(e) => berth_api::agent::TaskStatusReportResult {
+                task_id,
+                applied: None,
+                error: Some(crate::http::error::code_of(&e).0),
+                message: Some(e.to_string()),
+            },
+        })
+        .collect();
+    Ok(axum::Json(berth_api::agent::TaskStatusReportBatchResponse { results }))
+}

@@ -1,0 +1,327 @@
+//! End-to-end benchmarks of the control plane on PostgreSQL, with the real
+//! `berth server` and `berth agent --simulate N` (a test double for hosts that
+//! speaks the real protocol) as separate processes, so the server's CPU and
+//! memory are its own.
+//!
+//! Run with `cargo xtask bench e2e` (which starts a private PostgreSQL and
+//! builds the release binary). Figures print as `BENCH <name> <metric>=<value>`.
+//!
+//! - `e2e.run_task.1k_hosts`: RunTask (count 10) through the HTTP API with
+//!   SigV4 from concurrent clients, onto 1,000 simulated hosts; tasks per second
+//!   from the first request until every task is acknowledged RUNNING, and the
+//!   API's latency.
+//! - `e2e.heartbeats.10k_hosts`: 10,000 simulated hosts heartbeating every
+//!   10 s and long-polling their assignments; the server's and PostgreSQL's
+//!   CPU and memory, and how long it takes to notice a host that stopped.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_tests::{Auth, Client, TestDb};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+fn berth_bin() -> PathBuf {
+    std::env::var_os("BERTH_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        root.join("target/release/berth")
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A `berth server` process on a fresh database, with the operator's client.
+struct Server {
+    child: Child,
+    pid: u32,
+    url: String,
+    operator: Client,
+    db: TestDb,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(heartbeat_interval_s: u64) -> Server {
+        let db = TestDb::postgres().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let creds = dir.path().join("credentials");
+        let child = Command::new(berth_bin())
+            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
+            .arg("--bootstrap-credentials-file")
+            .arg(&creds)
+            .env("BERTH_MASTER_KEYS", berth_control_plane::auth::keyring::Keyring::generate_entry("bench"))
+            .env("BERTH_HEARTBEAT_INTERVAL_SECONDS", heartbeat_interval_s.to_string())
+            .env("BERTH_HOST_LOST_TIMEOUT_SECONDS", (heartbeat_interval_s * 6).to_string())
+            // The benchmark measures capacity, not the per-account rate limit.
+            .env("BERTH_RATE_LIMIT_PER_SECOND", "1000000")
+            .env("BERTH_RATE_LIMIT_BURST", "1000000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start berth server (build it with `cargo build --release -p berth`)");
+        let pid = child.id().expect("pid");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let text = loop {
+            if let Ok(t) = std::fs::read_to_string(&creds)
+                && t.contains("region")
+            {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.trim().strip_prefix('=')).map(|v| v.trim().to_owned()))
+                .expect("credential field")
+        };
+        let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("http client");
+        let operator = Client::new(
+            &url,
+            &http,
+            Auth::SigV4 {
+                access_key_id: field("access_key_id"),
+                secret: field("secret_access_key"),
+                region: field("region"),
+            },
+        );
+        Server { child, pid, url, operator, db, _dir: dir }
+    }
+
+    /// A cluster with a registration token and a one-container definition.
+    async fn prepare(&self) -> String {
+        self.operator.create_cluster("bench").await;
+        self.operator
+            .post(
+                "/v1/task-definitions",
+                json!({"family": "app", "container_definitions": [{"name": "app", "image": "busybox", "memory": 64,
+                       "command": ["sleep", "3600"]}]}),
+            )
+            .await
+            .expect(201);
+        self.token().await
+    }
+
+    async fn token(&self) -> String {
+        let token =
+            self.operator.post("/v1/clusters/bench/registration-tokens", json!({"max_uses": 10_000})).await.expect(201);
+        token["token"].as_str().expect("token").to_owned()
+    }
+
+    fn agent(&self, token: &str, hosts: u32, state: &Path) -> Child {
+        Command::new(berth_bin())
+            .args(["agent", "--server", &self.url, "--cluster", "bench", "--registration-token", token])
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--simulate", &hosts.to_string(), "--cpu", "16384", "--memory", "65536"])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start berth agent --simulate")
+    }
+
+    async fn scalar(&self, sql: &str) -> i64 {
+        let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pool).await.expect("query");
+        pool.close().await;
+        n
+    }
+
+    async fn wait_for(&self, sql: &str, want: i64, within: Duration) -> Duration {
+        let started = Instant::now();
+        let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
+        loop {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pool).await.expect("query");
+            if n >= want {
+                pool.close().await;
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < within, "{sql}: {n} of {want} after {within:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// (user + system CPU seconds, resident MiB) of a process.
+fn usage(pid: u32) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (ticks / 100.0, rss_kib / 1024.0)
+}
+
+/// All PostgreSQL processes together (the database's share of the work).
+fn postgres_usage() -> (f64, f64) {
+    let mut total = (0.0, 0.0);
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "postgres" {
+            let (cpu, rss) = usage(pid);
+            total.0 += cpu;
+            total.1 += rss;
+        }
+    }
+    total
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn run_task_1k_hosts() {
+    const HOSTS: u32 = 1000;
+    const REQUESTS: usize = 1000;
+    const COUNT: usize = 10;
+    const CONCURRENCY: usize = 32;
+    let server = Server::start(5).await;
+    let token = server.prepare().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut agent = server.agent(&token, HOSTS, state.path());
+    let joined = server
+        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS), Duration::from_secs(300))
+        .await;
+    eprintln!("{HOSTS} simulated hosts joined in {:.1} s", joined.as_secs_f64());
+    // Let every agent settle into its long-poll.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let (cpu0, _) = usage(server.pid);
+    let workers: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (client, next) = (server.operator.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut failures = 0usize;
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < REQUESTS {
+                    let t = Instant::now();
+                    let r = client
+                        .post("/v1/clusters/bench/tasks", json!({"task_definition": "app", "count": COUNT}))
+                        .await;
+                    latencies.push(t.elapsed());
+                    if r.status.as_u16() != 201 {
+                        failures += 1;
+                        eprintln!("RunTask answered {}: {}", r.status, r.body);
+                    } else if let Some(f) = r.body["failures"].as_array() {
+                        failures += f.len();
+                    }
+                }
+                (latencies, failures)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut failures = 0;
+    for w in workers {
+        let (l, f) = w.await.expect("worker");
+        latencies.extend(l);
+        failures += f;
+    }
+    let accepted = started.elapsed();
+    let total = (REQUESTS * COUNT) as i64;
+    server.wait_for("SELECT COUNT(*) FROM tasks WHERE last_status = 'RUNNING'", total, Duration::from_secs(600)).await;
+    let running = started.elapsed();
+    let (cpu1, rss) = usage(server.pid);
+    latencies.sort();
+    let name = "e2e.run_task.1k_hosts";
+    println!("BENCH {name} tasks_running_per_s={:.0}", total as f64 / running.as_secs_f64());
+    println!("BENCH {name} tasks_placed_per_s={:.0}", total as f64 / accepted.as_secs_f64());
+    println!("BENCH {name} api_p50_ms={:.1}", percentile(&latencies, 0.50));
+    println!("BENCH {name} api_p99_ms={:.1}", percentile(&latencies, 0.99));
+    println!("BENCH {name} placement_failures={failures}");
+    println!("BENCH {name} server_cpu_cores={:.2}", (cpu1 - cpu0) / running.as_secs_f64());
+    println!("BENCH {name} server_rss_mib={rss:.0}");
+    let over = server
+        .scalar("SELECT COUNT(*) FROM hosts WHERE cpu_used > cpu_total - cpu_reserved OR memory_used > memory_total - memory_reserved")
+        .await;
+    assert_eq!(over, 0, "no host may be over-committed");
+    let _ = agent.kill().await;
+    server.stop().await;
+}
+
+async fn heartbeats_10k_hosts() {
+    const HOSTS: u32 = 10_000;
+    const INTERVAL_S: u64 = 10;
+    const SAMPLE: Duration = Duration::from_secs(60);
+    let server = Server::start(INTERVAL_S).await;
+    let token = server.prepare().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut agent = server.agent(&token, HOSTS, state.path());
+    let joined = server
+        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS), Duration::from_secs(900))
+        .await;
+    eprintln!("{HOSTS} simulated hosts joined in {:.1} s", joined.as_secs_f64());
+    // One full interval so every host is in its steady heartbeat rhythm.
+    tokio::time::sleep(Duration::from_secs(INTERVAL_S)).await;
+    let beats0 = server.scalar("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'").await;
+    let (cpu0, _) = usage(server.pid);
+    let (pg0, _) = postgres_usage();
+    tokio::time::sleep(SAMPLE).await;
+    let (cpu1, rss) = usage(server.pid);
+    let (pg1, pg_rss) = postgres_usage();
+    let active = server.scalar("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'").await;
+    assert_eq!(active, beats0, "every host stayed ACTIVE while heartbeating");
+
+    // One more host in its own process, killed: how long until the control plane notices.
+    let lone_state = tempfile::tempdir().expect("tempdir");
+    let mut lone = server.agent(&server.token().await, 1, lone_state.path());
+    server
+        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS) + 1, Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = lone.kill().await;
+    let detected =
+        server.wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'DISCONNECTED'", 1, Duration::from_secs(120)).await;
+    let still_active = server.scalar("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'").await;
+
+    let name = "e2e.heartbeats.10k_hosts";
+    let secs = SAMPLE.as_secs_f64();
+    println!("BENCH {name} heartbeats_per_s={:.0}", f64::from(HOSTS) / INTERVAL_S as f64);
+    println!("BENCH {name} server_cpu_cores={:.3}", (cpu1 - cpu0) / secs);
+    println!("BENCH {name} server_rss_mib={rss:.0}");
+    println!("BENCH {name} postgres_cpu_cores={:.3}", (pg1 - pg0) / secs);
+    println!("BENCH {name} postgres_rss_mib={pg_rss:.0}");
+    println!("BENCH {name} detect_disconnected_s={:.1}", detected.as_secs_f64());
+    println!("BENCH {name} hosts_wrongly_disconnected={}", i64::from(HOSTS) - still_active);
+    let _ = agent.kill().await;
+    server.stop().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let run = |name: &str| wanted.is_empty() || wanted.iter().any(|w| name.contains(w.as_str()));
+    if run("run_task") {
+        run_task_1k_hosts().await;
+    }
+    if run("heartbeats") {
+        heartbeats_10k_hosts().await;
+    }
+}
