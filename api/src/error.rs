@@ -46,6 +46,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// 415: the request body is not `application/json`.
     UnsupportedMediaType,
+    /// 409: the request would take the account over a quota; the body's `quota` says which.
+    LimitExceeded,
     /// 429: too many requests; retry after the `Retry-After` delay.
     ThrottlingException,
     /// 500: an unexpected server error; the request id identifies it in the logs.
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrorCode::PreconditionFailed => "PreconditionFailed",
             ErrorCode::PayloadTooLarge => "PayloadTooLarge",
             ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
+            ErrorCode::LimitExceeded => "LimitExceeded",
             ErrorCode::ThrottlingException => "ThrottlingException",
             ErrorCode::InternalError => "InternalError",
             ErrorCode::ServiceUnavailable => "ServiceUnavailable",
@@ -98,6 +101,9 @@ pub struct ErrorBody {
     /// The request field the error is about, as a path (`container_definitions[0].memory`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// With `LimitExceeded`: the quota, its limit, the usage and what was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::quotas::QuotaExceeded>,
     /// The request's id, also in the `x-request-id` response header.
     pub request_id: String,
 }

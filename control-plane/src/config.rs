@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
     pub auth: AuthSettings,
     pub agent: crate::app::agent::AgentSettings,
+    /// Every account's limits unless the operator sets its own.
+    pub quotas: crate::app::quotas::QuotaDefaults,
 }
 
 /// Authentication settings.
@@ -67,6 +69,8 @@ pub struct FileConfig {
     pub host_lost_timeout_seconds: Option<u64>,
     pub task_retention_hours: Option<u64>,
     pub event_retention_days: Option<u64>,
+    /// Default quota limits by name (`[quotas]` table), over the built-in ones.
+    pub quotas: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -45,7 +45,7 @@ pub async fn build_app(db: Db, config: &ServerConfig) -> Result<App, ServerError
         sessions: Sessions::new(config.auth.sessions.clone(), keyring.clone()),
         keyring,
     };
-    let app = App::with_agent_settings(db, config.limits.clone(), auth, config.agent.clone());
+    let app = App::with_settings(db, config.limits.clone(), auth, config.agent.clone(), config.quotas.clone());
     let reencrypted = app.reencrypt_secrets().await.map_err(|e| ServerError::Startup(e.to_string()))?;
     if reencrypted > 0 {
         tracing::info!(count = reencrypted, "re-encrypted stored secrets under the current master key");
@@ -98,6 +98,8 @@ impl BoundServer {
 
 /// How often each replica deletes records past their retention.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often each replica recounts quota usage from the rows (docs/quotas.md).
+const RECOUNT_QUOTAS_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Once per heartbeat interval: notices hosts that stopped heartbeating, and
 /// places queued tasks where capacity appeared; every ten minutes, purges
@@ -107,6 +109,7 @@ async fn sweep_hosts_forever(app: App) {
     let every = app.agent_settings().heartbeat_interval;
     // Run the first purge soon after start, then every PURGE_EVERY.
     let mut last_purge = tokio::time::Instant::now() - PURGE_EVERY;
+    let mut last_recount = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
         match app.sweep_hosts().await {
@@ -125,6 +128,13 @@ async fn sweep_hosts_forever(app: App) {
                     "purged expired records"
                 ),
                 Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
+        }
+        if last_recount.elapsed() >= RECOUNT_QUOTAS_EVERY {
+            last_recount = tokio::time::Instant::now();
+            // Drift is logged and counted inside; nothing more to do here.
+            if let Err(e) = app.recount_quotas().await {
+                tracing::warn!(error = %e, "recounting quota usage failed");
             }
         }
         // Capacity may have appeared (a host joined, a task stopped): place what waits for it.

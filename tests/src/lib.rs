@@ -189,6 +189,7 @@ pub fn test_config(url: &str) -> ServerConfig {
             sessions: Default::default(),
         },
         agent: Default::default(),
+        quotas: Default::default(),
     }
 }
 

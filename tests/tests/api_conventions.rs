@@ -81,6 +81,9 @@ async fn concurrent_retries_create_once(backend: Backend) {
 async fn paging_over_more_than_250_items(backend: Backend) {
     let s = TestServer::start(backend).await;
     let c = s.tenant("acme").await;
+    // More clusters than the default quota allows.
+    let rb = s.operator.request(reqwest::Method::PUT, "/v1/accounts/acme/quotas/clusters").json(&json!({"limit": 300}));
+    s.operator.send(rb).await.expect(200);
     // Create through the app to keep the test quick; paging is what is under test.
     let principal_client = c.clone();
     let mut expected = Vec::new();

@@ -51,6 +51,7 @@ fn body_for(op: &str) -> Option<Value> {
         "create_account" => json!({"name": "matrix-account"}),
         "update_host_attributes" => json!({"attributes": {"rack": "r1"}}),
         "simulate_placement" => json!({"task_definition": "globex-web"}),
+        "put_account_quota" => json!({"limit": 1000}),
         "stop_task" | "create_session" | "create_registration_token" | "suspend_account" | "deregister_host" => {
             json!({})
         }
@@ -98,6 +99,7 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{token}", &f.token)
         .replace("{account}", &f.account)
         .replace("{host}", &f.host)
+        .replace("{name}", "clusters")
 }
 
 async fn call(c: &Client, route: &Route, path: &str) -> berth_tests::Resp {

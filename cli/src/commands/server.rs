@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use berth_control_plane::app::Limits;
 use berth_control_plane::app::agent::AgentSettings;
+use berth_control_plane::app::quotas::QuotaDefaults;
 use berth_control_plane::auth::keyring::Keyring;
 use berth_control_plane::auth::session::SessionSettings;
 use berth_control_plane::config::{self, AuthSettings, FileConfig, ServerConfig};
@@ -68,6 +69,9 @@ pub struct CommonServerArgs {
     /// Days events stay in the log [default: 30].
     #[arg(long, env = "BERTH_EVENT_RETENTION_DAYS")]
     pub event_retention_days: Option<u64>,
+    /// Default quota limits, `name=limit,...` (docs/quotas.md lists the names and built-in defaults).
+    #[arg(long, env = "BERTH_QUOTAS")]
+    pub quotas: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -170,7 +174,22 @@ pub fn build_config(
             sessions: session_settings(common, file)?,
         },
         agent: agent_settings(common, file)?,
+        quotas: quota_defaults(common, file)?,
     })
+}
+
+fn quota_defaults(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Result<QuotaDefaults> {
+    let mut settings = file.quotas.clone().unwrap_or_default();
+    if let Some(list) = &common.quotas {
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (name, limit) =
+                item.split_once('=').with_context(|| format!("--quotas: {item:?} is not name=limit"))?;
+            let limit: i64 =
+                limit.trim().parse().with_context(|| format!("--quotas: the limit of {name} is not a number"))?;
+            settings.insert(name.trim().to_owned(), limit);
+        }
+    }
+    QuotaDefaults::default().with_overrides(&settings).map_err(anyhow::Error::msg)
 }
 
 fn agent_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Result<AgentSettings> {

@@ -10,6 +10,7 @@ use berth_api::agent::{
     TaskStatusReportBatch, TaskStatusReportResponse,
 };
 use berth_api::hosts::HostStatus;
+use berth_api::quotas::QuotaName;
 use berth_api::task_definitions::{NetworkMode, RegisterTaskDefinitionRequest};
 use berth_api::tasks::{DesiredStatus, StopCode, TaskStatus};
 use berth_api::{HostId, TaskId};
@@ -136,6 +137,8 @@ pub(crate) async fn stop_in_store(
     if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
         return Err(AppError::Contention);
     }
+    // Quotas before hosts: the order RunTask takes their locks in.
+    super::quotas::release(tx, scope, &super::quotas::held_by(row)).await?;
     if let Some(host) = row.host_id {
         store::hosts::release(tx, HostId(host), row_cpu(row), row_memory(row), &row.host_ports.0, now).await?;
     }
@@ -430,6 +433,22 @@ impl App {
             used.extend(&ports);
             used.sort_unstable();
             used.dedup();
+            // Placing moves the task from the pending quota to the running ones; an
+            // account at its running limit keeps its queue waiting, as for capacity.
+            let mut ledger = super::quotas::Ledger::open(
+                &mut tx,
+                scope,
+                self.quota_defaults(),
+                &[QuotaName::RunningTasks, QuotaName::RunningCpu, QuotaName::RunningMemory, QuotaName::PendingTasks],
+            )
+            .await?;
+            let running = super::quotas::placed_task(task.cpu, task.memory);
+            if ledger.room(&running, 1).0 == 0 {
+                break;
+            }
+            ledger.take(&running, 1);
+            ledger.give_back(&[(QuotaName::PendingTasks, 1)], 1);
+            ledger.save(&mut tx, scope).await?;
             let now = store::now();
             if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &used, now).await? {
                 break;
@@ -544,6 +563,8 @@ async fn report_in_tx(
         return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
     }
     if to == TaskStatus::Stopped && from != TaskStatus::Stopped {
+        // Quotas before hosts: the order RunTask takes their locks in.
+        super::quotas::release(tx, scope, &super::quotas::held_by(&row)).await?;
         store::hosts::release(tx, host.host_id, row_cpu(&row), row_memory(&row), &row.host_ports.0, now).await?;
     }
     if to != from {

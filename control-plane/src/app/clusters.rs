@@ -5,7 +5,9 @@ use berth_api::{ClusterId, Page};
 use serde_json::json;
 
 use super::paging::{self, PageRequest};
-use super::{App, AppError, AppResult, IdempotencyRequest, Written, check_version, validate};
+use berth_api::quotas::QuotaName;
+
+use super::{App, AppError, AppResult, IdempotencyRequest, Written, check_version, quotas, validate};
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
 use crate::store::clusters::{ClusterRow, NewCluster};
@@ -44,8 +46,10 @@ impl App {
         validate::tags("tags", &req.tags)?;
         authorize(principal, Action::CreateCluster, Some(&req.name))?;
         let scope = principal.scope();
+        let defaults = self.quota_defaults().clone();
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
+                quotas::require(tx, scope, &defaults, &[(QuotaName::Clusters, 1)]).await?;
                 let now = store::now();
                 let id = ClusterId::generate();
                 let new = NewCluster { id, name: &req.name, tags: &req.tags, now };
@@ -152,6 +156,7 @@ impl App {
                 if !store::clusters::delete(tx, scope, row.cluster_id(), row.version).await? {
                     return Err(AppError::concurrent("cluster"));
                 }
+                quotas::release(tx, scope, &[(QuotaName::Clusters, 1)]).await?;
                 store::events::append(
                     tx,
                     scope,

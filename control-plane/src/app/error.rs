@@ -36,6 +36,8 @@ pub enum AppError {
     Auth { code: berth_api::ErrorCode, message: String },
     #[error("{0}")]
     AccessDenied(String),
+    #[error("quota {} exceeded: limit {}, usage {}, requested {}", .0.quota, .0.limit, .0.usage, .0.requested)]
+    LimitExceeded(berth_api::quotas::QuotaExceeded),
     #[error("too many requests; retry in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64, limit: u32 },
     #[error("database unavailable")]

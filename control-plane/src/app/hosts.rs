@@ -217,6 +217,7 @@ impl App {
                 if !store::hosts::set_status(tx, scope, row.host_id(), row.version, "DEREGISTERED", now).await? {
                     return Err(AppError::concurrent("host"));
                 }
+                super::quotas::release(tx, scope, &[(berth_api::quotas::QuotaName::Hosts, 1)]).await?;
                 store::events::append(
                     tx,
                     scope,

@@ -12,6 +12,7 @@ pub mod hosts;
 pub mod lifecycle;
 pub mod paging;
 pub mod placement;
+pub mod quotas;
 pub mod registration;
 pub mod sessions;
 pub mod task_definitions;
@@ -59,6 +60,7 @@ struct Inner {
     limits: Limits,
     auth: AuthConfig,
     agent: agent::AgentSettings,
+    quotas: quotas::QuotaDefaults,
     /// When each key's last use was last written, to write it at most once a minute.
     key_use: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
 }
@@ -106,11 +108,17 @@ pub struct Written<T> {
 
 impl App {
     pub fn new(db: Db, limits: Limits, auth: AuthConfig) -> Self {
-        Self { inner: Arc::new(Inner { db, limits, auth, agent: Default::default(), key_use: Default::default() }) }
+        Self::with_settings(db, limits, auth, Default::default(), Default::default())
     }
 
-    pub fn with_agent_settings(db: Db, limits: Limits, auth: AuthConfig, agent: agent::AgentSettings) -> Self {
-        Self { inner: Arc::new(Inner { db, limits, auth, agent, key_use: Default::default() }) }
+    pub fn with_settings(
+        db: Db,
+        limits: Limits,
+        auth: AuthConfig,
+        agent: agent::AgentSettings,
+        quotas: quotas::QuotaDefaults,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { db, limits, auth, agent, quotas, key_use: Default::default() }) }
     }
 
     pub fn auth(&self) -> &AuthConfig {

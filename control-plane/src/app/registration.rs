@@ -199,6 +199,8 @@ impl App {
         if account.is_none_or(|a| a.status != "ACTIVE") {
             return Err(AppError::auth(berth_api::ErrorCode::AccountSuspended, "the account is suspended"));
         }
+        super::quotas::require(&mut tx, scope, self.quota_defaults(), &[(berth_api::quotas::QuotaName::Hosts, 1)])
+            .await?;
         let host_id = HostId::generate();
         let secret = random_token(32);
         store::hosts::insert(

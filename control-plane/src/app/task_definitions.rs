@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use berth_api::quotas::{QuotaExceeded, QuotaName};
 use berth_api::task_definitions::{
     ContainerDefinition, DependencyCondition, ListTaskDefinitionFamiliesResponse, ListTaskDefinitionsResponse,
     NetworkMode, RegisterTaskDefinitionRequest, TaskDefinition, TaskDefinitionFamily, TaskDefinitionStatus,
@@ -389,10 +390,32 @@ impl App {
             });
         }
         let scope = principal.scope();
+        let defaults = self.quota_defaults().clone();
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
                 let now = store::now();
+                // Opened before the insert: a counter made on first use counts the rows as they were.
+                let mut ledger =
+                    super::quotas::Ledger::open(tx, scope, &defaults, &[QuotaName::TaskDefinitionFamilies]).await?;
                 let row = store::task_definitions::register(tx, scope, TaskDefinitionId::generate(), &req, now).await?;
+                // Checked after the family's revision counter moved (under its row lock), so
+                // concurrent registrations in one family count exactly; a refusal rolls it back.
+                if row.revision == 1 {
+                    ledger.require(&[(QuotaName::TaskDefinitionFamilies, 1)])?;
+                    ledger.save(tx, scope).await?;
+                }
+                let mut own = store::quotas::limits(tx, scope).await?;
+                let max_revisions = own
+                    .remove(&QuotaName::RevisionsPerFamily)
+                    .unwrap_or_else(|| defaults.get(QuotaName::RevisionsPerFamily));
+                if row.revision > max_revisions {
+                    return Err(AppError::LimitExceeded(QuotaExceeded {
+                        quota: QuotaName::RevisionsPerFamily,
+                        limit: max_revisions,
+                        usage: row.revision - 1,
+                        requested: 1,
+                    }));
+                }
                 store::events::append(
                     tx,
                     scope,

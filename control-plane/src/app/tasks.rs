@@ -13,13 +13,14 @@ use serde_json::json;
 
 use super::paging::{self, PageRequest};
 use super::{
-    App, AppError, AppResult, IdempotencyRequest, Written, check_version, clusters, lifecycle, placement,
+    App, AppError, AppResult, IdempotencyRequest, Written, check_version, clusters, lifecycle, placement, quotas,
     task_definitions, validate,
 };
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
 use crate::store::tasks::{NewTask, StateChange, TaskFilter, TaskRow};
 use crate::store::{self, AccountScope, Tx};
+use berth_api::quotas::{QuotaExceeded, QuotaName};
 
 pub const MAX_RUN_COUNT: u32 = 10;
 /// How often RunTask plans again when a chosen host changed under it.
@@ -36,6 +37,7 @@ async fn run_in_tx(
     revision: Option<i64>,
     req: &RunTaskRequest,
     lock_cluster: bool,
+    defaults: &quotas::QuotaDefaults,
 ) -> AppResult<RunTaskResponse> {
     let cluster = clusters::resolve(tx, scope, cluster).await?;
     authorize(principal, Action::RunTask, Some(&cluster.name))?;
@@ -81,10 +83,65 @@ async fn run_in_tx(
         placement::seed(),
     );
 
-    // Reserve per host in one conditional update each: all or nothing per host.
+    // Quotas first (ECS's rule for count > 1: what fits starts, the rest are
+    // failures), in plan order; then host reservations for what was admitted.
     let now = store::now();
+    let mut ledger = quotas::Ledger::open(
+        tx,
+        scope,
+        defaults,
+        &[
+            QuotaName::TasksLaunchedPerMinute,
+            QuotaName::RunningTasks,
+            QuotaName::RunningCpu,
+            QuotaName::RunningMemory,
+            QuotaName::PendingTasks,
+        ],
+    )
+    .await?;
+    let launched = [(QuotaName::TasksLaunchedPerMinute, 1)];
+    let placed_amounts: Vec<_> =
+        launched.iter().copied().chain(quotas::placed_task(i64::from(cpu), i64::from(memory))).collect();
+    let queued_amounts: Vec<_> = launched.iter().copied().chain([(QuotaName::PendingTasks, 1)]).collect();
+    let mut failures = Vec::new();
+    let mut first_refusal = None;
+    let mut admitted = Vec::with_capacity(plan.tasks.len());
+    for outcome in &plan.tasks {
+        let amounts = match outcome {
+            Ok(_) => &placed_amounts,
+            Err(_) if req.queue => &queued_amounts,
+            Err(unplaced) => {
+                let reason = unplaced.rejected.keys().next().map_or("RESOURCE:NO_HOSTS", |r| r.as_str());
+                failures.push(Failure { reason: reason.to_owned(), detail: Some(unplaced.describe()) });
+                continue;
+            }
+        };
+        match ledger.room(amounts, 1) {
+            (1, _) => {
+                ledger.take(amounts, 1);
+                admitted.push(outcome);
+            }
+            (_, refusal) => {
+                let refusal =
+                    refusal.ok_or_else(|| AppError::Internal("a quota refused without naming itself".into()))?;
+                failures.push(Failure {
+                    reason: format!("QUOTA:{}", refusal.quota),
+                    detail: Some(format!("limit {}, usage {}", refusal.limit, refusal.usage)),
+                });
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    if admitted.is_empty()
+        && let Some(refusal) = first_refusal
+    {
+        return Err(AppError::LimitExceeded(QuotaExceeded { requested: i64::from(req.count), ..refusal }));
+    }
+    ledger.save(tx, scope).await?;
+
+    // Reserve per host in one conditional update each: all or nothing per host.
     let mut per_host: std::collections::BTreeMap<usize, (u32, u32, Vec<u16>)> = Default::default();
-    for p in plan.placed() {
+    for p in admitted.iter().filter_map(|o| o.as_ref().ok()) {
         let e = per_host.entry(p.host_index).or_insert((0, 0, Vec::new()));
         e.0 += needs.cpu;
         e.1 += needs.memory;
@@ -106,29 +163,25 @@ async fn run_in_tx(
         strategy: req.placement_strategy.clone(),
         constraints: req.placement_constraints.clone(),
     };
-    let mut failures = Vec::new();
-    let mut decisions: Vec<Option<(berth_api::HostId, PlacementDecision, Vec<u16>)>> = Vec::new();
-    for outcome in &plan.tasks {
-        match outcome {
-            Ok(p) => decisions.push(Some((
-                p.host,
-                PlacementDecision {
-                    host_id: p.host,
-                    strategy: strategy.clone(),
-                    constraints: req.placement_constraints.clone(),
-                    hosts_considered: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
-                    dynamic_host_ports: p.dynamic_ports.clone(),
-                    decided_at: now,
-                },
-                needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect(),
-            ))),
-            Err(unplaced) if !req.queue => {
-                let reason = unplaced.rejected.keys().next().map_or("RESOURCE:NO_HOSTS", |r| r.as_str());
-                failures.push(Failure { reason: reason.to_owned(), detail: Some(unplaced.describe()) });
-            }
-            Err(_) => decisions.push(None),
-        }
-    }
+    let decisions: Vec<Option<(berth_api::HostId, PlacementDecision, Vec<u16>)>> = admitted
+        .iter()
+        .map(|outcome| {
+            outcome.as_ref().ok().map(|p| {
+                (
+                    p.host,
+                    PlacementDecision {
+                        host_id: p.host,
+                        strategy: strategy.clone(),
+                        constraints: req.placement_constraints.clone(),
+                        hosts_considered: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
+                        dynamic_host_ports: p.dynamic_ports.clone(),
+                        decided_at: now,
+                    },
+                    needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect(),
+                )
+            })
+        })
+        .collect();
     // One statement per table, not one per task: the transaction holds the
     // cluster's placement lock and, once events are appended, the account's.
     let ids: Vec<TaskId> = decisions.iter().map(|_| TaskId::generate()).collect();
@@ -307,13 +360,14 @@ impl App {
             let scope = principal.scope();
             let (cluster, principal, req, family) =
                 (cluster.to_owned(), principal.clone(), req.clone(), family.clone());
+            let defaults = self.quota_defaults().clone();
             let result = self
                 .write(scope, idem, move |tx| {
                     // The first attempt is optimistic; after a conflict, queue on the cluster's lock.
                     let lock = attempt > 0;
-                    Box::pin(
-                        async move { run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, lock).await },
-                    )
+                    Box::pin(async move {
+                        run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, lock, &defaults).await
+                    })
                 })
                 .await;
             match result {
@@ -415,6 +469,9 @@ impl App {
                 };
                 if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
                     return Err(AppError::concurrent("task"));
+                }
+                if to == TaskStatus::Stopped {
+                    super::quotas::release(tx, scope, &super::quotas::held_by(&row)).await?;
                 }
                 // A placed task is stopped by its host's agent: tell it.
                 if let Some(host) = row.host_id {

@@ -51,6 +51,7 @@ pub enum Action {
     ReadAccount,
     UpdateAccount,
     CreateSession,
+    ReadQuotas,
 }
 
 impl Action {
@@ -68,6 +69,7 @@ impl Action {
                 | ReadAccount
                 | ReadHost
                 | SimulatePlacement
+                | ReadQuotas
         )
     }
 
@@ -91,7 +93,8 @@ impl Action {
             | ReadTaskDefinition
             | DeregisterTaskDefinition
             | DeleteTaskDefinition
-            | ReadEvents => Area::Workload,
+            | ReadEvents
+            | ReadQuotas => Area::Workload,
             CreateAccessKey | ReadAccessKey | UpdateAccessKey | DeleteAccessKey | ReadAudit => Area::Security,
             CreateAccount | ReadAccount | UpdateAccount => Area::Accounts,
             CreateSession => Area::Session,

@@ -18,6 +18,7 @@ pub struct ErrorDraft {
     pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
+    pub quota: Option<berth_api::quotas::QuotaExceeded>,
 }
 
 pub fn status_of(code: ErrorCode) -> StatusCode {
@@ -36,7 +37,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::ResourceAlreadyExists
         | ErrorCode::ResourceInUse
         | ErrorCode::InvalidStateTransition
-        | ErrorCode::IdempotencyKeyReused => StatusCode::CONFLICT,
+        | ErrorCode::IdempotencyKeyReused
+        | ErrorCode::LimitExceeded => StatusCode::CONFLICT,
         ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -48,7 +50,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 pub fn draft_response(code: ErrorCode, message: impl Into<String>, field: Option<String>) -> Response {
     let mut resp = status_of(code).into_response();
-    resp.extensions_mut().insert(ErrorDraft { code, message: message.into(), field });
+    resp.extensions_mut().insert(ErrorDraft { code, message: message.into(), field, quota: None });
     resp
 }
 
@@ -69,6 +71,7 @@ pub fn code_of(e: &AppError) -> (ErrorCode, Option<String>) {
         AppError::AccessDenied(_) => (ErrorCode::AccessDenied, None),
         AppError::Auth { code, .. } => (*code, None),
         AppError::Throttled { .. } => (ErrorCode::ThrottlingException, None),
+        AppError::LimitExceeded(_) => (ErrorCode::LimitExceeded, None),
         AppError::Unavailable(_) => (ErrorCode::ServiceUnavailable, None),
         AppError::Internal(_) => (ErrorCode::InternalError, None),
     }
@@ -100,6 +103,13 @@ impl IntoResponse for AppError {
                     "an internal error occurred; quote the request id when reporting it",
                     None,
                 );
+            }
+            AppError::LimitExceeded(quota) => {
+                let mut resp = draft_response(ErrorCode::LimitExceeded, message, None);
+                if let Some(d) = resp.extensions_mut().get_mut::<ErrorDraft>() {
+                    d.quota = Some(quota);
+                }
+                return resp;
             }
             ref other => code_of(other),
         };

@@ -58,6 +58,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
                 code: ErrorCode::MethodNotAllowed,
                 message: format!("{method} is not allowed on {route}"),
                 field: None,
+                quota: None,
             },
             &request_id,
         );
@@ -87,8 +88,13 @@ fn render_error(
     draft: ErrorDraft,
     request_id: &str,
 ) -> Response {
-    let body =
-        ErrorBody { code: draft.code, message: draft.message, field: draft.field, request_id: request_id.to_owned() };
+    let body = ErrorBody {
+        code: draft.code,
+        message: draft.message,
+        field: draft.field,
+        quota: draft.quota,
+        request_id: request_id.to_owned(),
+    };
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let mut resp = (status, axum::Json(body)).into_response();

@@ -58,6 +58,7 @@ pub struct AppState {
         (name = "accounts", description = "Tenant accounts (the operator's API)"),
         (name = "access-keys", description = "Access keys for SigV4 signing"),
         (name = "sessions", description = "Short-lived bearer tokens"),
+        (name = "quotas", description = "Per-account limits and usage"),
         (name = "registration-tokens", description = "Tokens host agents exchange for host credentials"),
         (name = "audit", description = "Who did what"),
         (name = "agent", description = "Endpoints for host agents"),
@@ -77,6 +78,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::suspend))
         .routes(routes!(accounts::reactivate))
         .routes(routes!(accounts::create_admin_key))
+        .routes(routes!(handlers::quotas::list))
+        .routes(routes!(handlers::quotas::list_for_account))
+        .routes(routes!(handlers::quotas::put, handlers::quotas::reset))
         .routes(routes!(access_keys::create, access_keys::list))
         .routes(routes!(access_keys::get, access_keys::delete))
         .routes(routes!(access_keys::deactivate))

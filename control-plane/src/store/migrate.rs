@@ -43,6 +43,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0005_event_outbox.sql"),
         include_str!("../../../migrations/sqlite/0005_event_outbox.sql"),
     ),
+    (
+        6,
+        "quotas",
+        include_str!("../../../migrations/postgres/0006_quotas.sql"),
+        include_str!("../../../migrations/sqlite/0006_quotas.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -17,6 +17,7 @@ pub mod events;
 pub mod hosts;
 pub mod idempotency;
 pub mod migrate;
+pub mod quotas;
 pub mod registration_tokens;
 pub mod retention;
 pub mod schema;

@@ -90,6 +90,42 @@ pub enum Tasks {
 }
 
 #[derive(Iden, Clone, Copy)]
+pub enum QuotaUsage {
+    Table,
+    AccountId,
+    Name,
+    Used,
+    WindowMinute,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum QuotaLimits {
+    Table,
+    AccountId,
+    Name,
+    MaxValue,
+    UpdatedAt,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum RateLimitOverrides {
+    Table,
+    AccountId,
+    Class,
+    PerSecond,
+    Burst,
+    UpdatedAt,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum Replicas {
+    Table,
+    Id,
+    StartedAt,
+    LastSeenAt,
+}
+
+#[derive(Iden, Clone, Copy)]
 pub enum EventOutbox {
     Table,
     Id,

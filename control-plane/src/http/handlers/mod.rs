@@ -8,6 +8,7 @@ pub mod audit;
 pub mod clusters;
 pub mod events;
 pub mod hosts;
+pub mod quotas;
 pub mod registration_tokens;
 pub mod sessions;
 pub mod system;

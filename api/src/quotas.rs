@@ -1,0 +1,114 @@
+//! Per-account quotas: what an account may hold or do, and how much of it it uses.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A quota's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaName {
+    /// Clusters in the account.
+    Clusters,
+    /// Task-definition families (a family counts while it has any revision).
+    TaskDefinitionFamilies,
+    /// Revisions in one family; usage is the largest family's count.
+    RevisionsPerFamily,
+    /// Services in the account.
+    Services,
+    /// Hosts registered and not deregistered, in all of the account's clusters.
+    Hosts,
+    /// Tasks placed on a host and not yet STOPPED (PENDING, RUNNING, STOPPING).
+    RunningTasks,
+    /// CPU units (1024 per core) of those tasks.
+    RunningCpu,
+    /// Memory in MiB of those tasks.
+    RunningMemory,
+    /// Tasks created in the current minute (UTC, a fixed window).
+    TasksLaunchedPerMinute,
+    /// Tasks waiting in PROVISIONING to be placed.
+    PendingTasks,
+}
+
+impl QuotaName {
+    pub const ALL: [QuotaName; 10] = [
+        QuotaName::Clusters,
+        QuotaName::TaskDefinitionFamilies,
+        QuotaName::RevisionsPerFamily,
+        QuotaName::Services,
+        QuotaName::Hosts,
+        QuotaName::RunningTasks,
+        QuotaName::RunningCpu,
+        QuotaName::RunningMemory,
+        QuotaName::TasksLaunchedPerMinute,
+        QuotaName::PendingTasks,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            QuotaName::Clusters => "clusters",
+            QuotaName::TaskDefinitionFamilies => "task_definition_families",
+            QuotaName::RevisionsPerFamily => "revisions_per_family",
+            QuotaName::Services => "services",
+            QuotaName::Hosts => "hosts",
+            QuotaName::RunningTasks => "running_tasks",
+            QuotaName::RunningCpu => "running_cpu",
+            QuotaName::RunningMemory => "running_memory",
+            QuotaName::TasksLaunchedPerMinute => "tasks_launched_per_minute",
+            QuotaName::PendingTasks => "pending_tasks",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<QuotaName> {
+        Self::ALL.into_iter().find(|q| q.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for QuotaName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a quota's limit comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaSource {
+    /// The server's configured default.
+    Default,
+    /// Set for this account by the operator.
+    Account,
+}
+
+/// One quota of an account: its limit and what is used of it now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quota {
+    pub name: QuotaName,
+    pub limit: i64,
+    pub usage: i64,
+    pub source: QuotaSource,
+}
+
+/// `GET /v1/quotas` and `GET /v1/accounts/{account}/quotas`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListQuotasResponse {
+    pub quotas: Vec<Quota>,
+}
+
+/// `PUT /v1/accounts/{account}/quotas/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutQuotaRequest {
+    /// The new limit, 0 or more; 0 refuses everything the quota counts.
+    pub limit: i64,
+}
+
+/// In an error body with code `LimitExceeded`: which quota refused the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuotaExceeded {
+    pub quota: QuotaName,
+    pub limit: i64,
+    /// Usage before this request.
+    pub usage: i64,
+    /// What the request asked for.
+    pub requested: i64,
+}
