@@ -50,6 +50,10 @@ pub enum ErrorCode {
     LimitExceeded,
     /// 429: too many requests; retry after the `Retry-After` delay.
     ThrottlingException,
+    /// 429: the account already has its limit of expensive calls in flight; retry when one finishes.
+    TooManyConcurrentRequests,
+    /// 503: the request ran past the server's per-request timeout and changed nothing.
+    RequestTimeout,
     /// 500: an unexpected server error; the request id identifies it in the logs.
     InternalError,
     /// 503: a dependency (the database) is unavailable; retry later.
@@ -80,6 +84,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UnsupportedMediaType",
             ErrorCode::LimitExceeded => "LimitExceeded",
             ErrorCode::ThrottlingException => "ThrottlingException",
+            ErrorCode::TooManyConcurrentRequests => "TooManyConcurrentRequests",
+            ErrorCode::RequestTimeout => "RequestTimeout",
             ErrorCode::InternalError => "InternalError",
             ErrorCode::ServiceUnavailable => "ServiceUnavailable",
         }

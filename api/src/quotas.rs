@@ -112,3 +112,67 @@ pub struct QuotaExceeded {
     /// What the request asked for.
     pub requested: i64,
 }
+
+/// The classes of calls each with its own token bucket per account, so a
+/// burst of one kind never starves another (an API flood never delays heartbeats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitClass {
+    /// GET calls.
+    Read,
+    /// Every other tenant call except RunTask.
+    Mutate,
+    /// `POST /v1/clusters/{cluster}/tasks`.
+    RunTask,
+    /// Host agents' calls (heartbeats, assignments, reports).
+    Agent,
+}
+
+impl RateLimitClass {
+    pub const ALL: [RateLimitClass; 4] =
+        [RateLimitClass::Read, RateLimitClass::Mutate, RateLimitClass::RunTask, RateLimitClass::Agent];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RateLimitClass::Read => "read",
+            RateLimitClass::Mutate => "mutate",
+            RateLimitClass::RunTask => "run_task",
+            RateLimitClass::Agent => "agent",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RateLimitClass> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RateLimitClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One class's token bucket for an account: `burst` tokens, refilled at `per_second`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RateLimit {
+    pub class: RateLimitClass,
+    pub per_second: f64,
+    pub burst: u32,
+    pub source: QuotaSource,
+}
+
+/// `GET /v1/rate-limits` and `GET /v1/accounts/{account}/rate-limits`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ListRateLimitsResponse {
+    pub rate_limits: Vec<RateLimit>,
+}
+
+/// `PUT /v1/accounts/{account}/rate-limits/{class}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutRateLimitRequest {
+    /// Tokens added per second (more than 0; fractions allowed: 0.5 is one every two seconds).
+    pub per_second: f64,
+    /// The bucket's size: how many calls may come at once (1 or more).
+    pub burst: u32,
+}

@@ -3,7 +3,6 @@
 //! defaults below.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -21,8 +20,8 @@ pub struct ServerConfig {
     pub db_max_connections: u32,
     pub log_format: LogFormat,
     pub limits: Limits,
-    /// Requests per second per account, and the burst above it; None disables the limit.
-    pub rate_limit: Option<(NonZeroU32, NonZeroU32)>,
+    /// Per-account token buckets by class of call; None turns rate limiting off.
+    pub rate_limits: Option<crate::ratelimit::RateLimitSettings>,
     pub auth: AuthSettings,
     pub agent: crate::app::agent::AgentSettings,
     /// Every account's limits unless the operator sets its own.
@@ -58,6 +57,9 @@ pub struct FileConfig {
     pub max_containers_per_task_definition: Option<usize>,
     pub rate_limit_per_second: Option<u32>,
     pub rate_limit_burst: Option<u32>,
+    pub rate_limits: Option<String>,
+    pub request_timeout_seconds: Option<u64>,
+    pub expensive_calls_per_account: Option<usize>,
     pub region: Option<String>,
     pub master_keys: Option<String>,
     pub master_key_file: Option<std::path::PathBuf>,
@@ -93,10 +95,33 @@ impl FileConfig {
 }
 
 /// Builds rate-limit settings; 0 per second disables limiting.
-pub fn rate_limit(per_second: u32, burst: u32) -> Result<Option<(NonZeroU32, NonZeroU32)>, ConfigError> {
-    match (NonZeroU32::new(per_second), NonZeroU32::new(burst)) {
-        (None, _) => Ok(None),
-        (Some(r), Some(b)) => Ok(Some((r, b))),
-        (Some(_), None) => Err(ConfigError::Invalid("rate_limit_burst must be at least 1".into())),
+/// The rate limits: the read class's bucket from `per_second`/`burst` (0
+/// turns rate limiting off altogether), and any class from `classes`
+/// (`class=per_second/burst`, comma-separated).
+pub fn rate_limits(
+    per_second: u32,
+    burst: u32,
+    classes: Option<&str>,
+) -> Result<Option<crate::ratelimit::RateLimitSettings>, ConfigError> {
+    use crate::ratelimit::{Bucket, RateLimitSettings};
+    if per_second == 0 {
+        return Ok(None);
     }
+    let mut settings = RateLimitSettings::default();
+    let read = Bucket { per_second: f64::from(per_second), burst };
+    read.validate().map_err(|e| ConfigError::Invalid(format!("rate_limit: {e}")))?;
+    settings.defaults.insert(berth_api::quotas::RateLimitClass::Read, read);
+    for item in classes.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let invalid = || ConfigError::Invalid(format!("rate_limits: {item:?} is not class=per_second/burst"));
+        let (class, bucket) = item.split_once('=').ok_or_else(invalid)?;
+        let class = berth_api::quotas::RateLimitClass::parse(class.trim()).ok_or_else(invalid)?;
+        let (rate, burst) = bucket.split_once('/').ok_or_else(invalid)?;
+        let bucket = Bucket {
+            per_second: rate.trim().parse().map_err(|_| invalid())?,
+            burst: burst.trim().parse().map_err(|_| invalid())?,
+        };
+        bucket.validate().map_err(|e| ConfigError::Invalid(format!("rate_limits: {class}: {e}")))?;
+        settings.defaults.insert(class, bucket);
+    }
+    Ok(Some(settings))
 }

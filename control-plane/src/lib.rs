@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod ratelimit;
 pub mod server;
 pub mod store;
 

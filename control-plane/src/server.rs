@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::auth::AuthConfig;
 use crate::auth::session::Sessions;
 use crate::config::ServerConfig;
-use crate::http::{AccountRateLimiter, AppState};
+use crate::http::AppState;
 use crate::store::{self, Db, PoolOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +45,14 @@ pub async fn build_app(db: Db, config: &ServerConfig) -> Result<App, ServerError
         sessions: Sessions::new(config.auth.sessions.clone(), keyring.clone()),
         keyring,
     };
-    let app = App::with_settings(db, config.limits.clone(), auth, config.agent.clone(), config.quotas.clone());
+    let app = App::with_settings(
+        db,
+        config.limits.clone(),
+        auth,
+        config.agent.clone(),
+        config.quotas.clone(),
+        config.rate_limits.clone(),
+    );
     let reencrypted = app.reencrypt_secrets().await.map_err(|e| ServerError::Startup(e.to_string()))?;
     if reencrypted > 0 {
         tracing::info!(count = reencrypted, "re-encrypted stored secrets under the current master key");
@@ -55,10 +62,8 @@ pub async fn build_app(db: Db, config: &ServerConfig) -> Result<App, ServerError
 }
 
 pub fn app_state(app: App, config: &ServerConfig) -> AppState {
-    AppState {
-        app,
-        rate_limiter: config.rate_limit.map(|(rate, burst)| Arc::new(AccountRateLimiter::new(rate, burst))),
-    }
+    let _ = config;
+    AppState { app }
 }
 
 /// A bound, not yet serving, control plane.
@@ -82,9 +87,27 @@ impl BoundServer {
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
     /// Also runs this replica's background loops (host liveness, the event sequencer).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let sweeper = tokio::spawn(sweep_hosts_forever(self.state.app.clone()));
         let app = self.state.app.clone();
-        let sequencer = tokio::spawn(async move { app.sequence_events_forever().await });
+        // Count this replica in before the first request, so its share of the limits is right.
+        if let Err(e) = app.refresh_rate_limits().await {
+            tracing::warn!(error = %e, "could not record this replica for rate limiting");
+        }
+        let sweeper = tokio::spawn(sweep_hosts_forever(app.clone()));
+        let sequencer = {
+            let app = app.clone();
+            tokio::spawn(async move { app.sequence_events_forever().await })
+        };
+        let limits = {
+            let app = app.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+                    if let Err(e) = app.refresh_rate_limits().await {
+                        tracing::warn!(error = %e, "could not refresh rate limits");
+                    }
+                }
+            })
+        };
         let router = crate::http::router(self.state);
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
@@ -92,6 +115,10 @@ impl BoundServer {
             .map_err(ServerError::Serve);
         sweeper.abort();
         sequencer.abort();
+        limits.abort();
+        if let Err(e) = app.leave_replicas().await {
+            tracing::warn!(error = %e, "could not remove this replica from the rate-limit shares");
+        }
         result
     }
 }

@@ -13,6 +13,9 @@
 //! - `e2e.heartbeats.10k_hosts`: 10,000 simulated hosts heartbeating every
 //!   10 s and long-polling their assignments; the server's and PostgreSQL's
 //!   CPU and memory, and how long it takes to notice a host that stopped.
+//! - `e2e.noisy_neighbor`: with the default rate limits, one tenant floods
+//!   reads from 64 connections while another reads steadily; the quiet
+//!   tenant's latency alone and during the flood, side by side.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -46,21 +49,32 @@ struct Server {
 
 impl Server {
     async fn start(heartbeat_interval_s: u64) -> Server {
+        Self::start_with(heartbeat_interval_s, false).await
+    }
+
+    /// With `rate_limited`, the server keeps its default rate limits.
+    async fn start_with(heartbeat_interval_s: u64, rate_limited: bool) -> Server {
         let db = TestDb::postgres().await;
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let creds = dir.path().join("credentials");
-        let child = Command::new(berth_bin())
+        let mut command = Command::new(berth_bin());
+        if !rate_limited {
+            // The benchmark measures capacity, not the per-account rate limit.
+            command
+                .env("BERTH_RATE_LIMIT_PER_SECOND", "1000000")
+                .env("BERTH_RATE_LIMIT_BURST", "1000000")
+                .env("BERTH_RATE_LIMITS", "mutate=1000000/1000000,run_task=1000000/1000000,agent=1000000/1000000");
+        }
+        let child = command
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &db.url])
             .arg("--bootstrap-credentials-file")
             .arg(&creds)
             .env("BERTH_MASTER_KEYS", berth_control_plane::auth::keyring::Keyring::generate_entry("bench"))
             .env("BERTH_HEARTBEAT_INTERVAL_SECONDS", heartbeat_interval_s.to_string())
             .env("BERTH_HOST_LOST_TIMEOUT_SECONDS", (heartbeat_interval_s * 6).to_string())
-            // The benchmark measures capacity, not the per-account rate limit.
-            .env("BERTH_RATE_LIMIT_PER_SECOND", "1000000")
-            .env("BERTH_RATE_LIMIT_BURST", "1000000")
+            .env("BERTH_EXPENSIVE_CALLS_PER_ACCOUNT", "1000")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -126,6 +140,18 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .expect("start berth agent --simulate")
+    }
+
+    /// A new tenant account and a client signing with its first key.
+    async fn tenant(&self, name: &str) -> Client {
+        self.operator.post("/v1/accounts", json!({"name": name})).await.expect(201);
+        let key = self.operator.post(&format!("/v1/accounts/{name}/access-keys"), json!({})).await.expect(201);
+        let Auth::SigV4 { region, .. } = &self.operator.auth else { panic!("a signing operator") };
+        self.operator.with_auth(Auth::SigV4 {
+            access_key_id: key["access_key"]["access_key_id"].as_str().expect("akid").to_owned(),
+            secret: key["secret_access_key"].as_str().expect("secret").to_owned(),
+            region: region.clone(),
+        })
     }
 
     async fn scalar(&self, sql: &str) -> i64 {
@@ -313,6 +339,65 @@ async fn heartbeats_10k_hosts() {
     server.stop().await;
 }
 
+/// Sequential reads by one tenant for `run_for`; their latencies.
+async fn quiet_reads(c: &Client, run_for: Duration) -> Vec<Duration> {
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed() < run_for {
+        let t = Instant::now();
+        c.get("/v1/clusters").await.expect(200);
+        latencies.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    latencies
+}
+
+async fn noisy_neighbor() {
+    const FLOOD: Duration = Duration::from_secs(20);
+    const WORKERS: usize = 64;
+    // The server's default rate limits, as a tenant would meet them.
+    let server = Server::start_with(5, true).await;
+    let quiet = server.tenant("quiet").await;
+    let noisy = server.tenant("noisy").await;
+    let alone = quiet_reads(&quiet, Duration::from_secs(10)).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..WORKERS)
+        .map(|_| {
+            let (c, stop) = (noisy.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut ok, mut throttled) = (0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match c.get("/v1/clusters").await.status.as_u16() {
+                        200 => ok += 1,
+                        429 => throttled += 1,
+                        other => panic!("the noisy tenant got {other}"),
+                    }
+                }
+                (ok, throttled)
+            })
+        })
+        .collect();
+    let flooded = quiet_reads(&quiet, FLOOD).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut throttled) = (0u64, 0u64);
+    for f in flood {
+        let (o, t) = f.await.expect("flood worker");
+        ok += o;
+        throttled += t;
+    }
+    let name = "e2e.noisy_neighbor";
+    let secs = FLOOD.as_secs_f64();
+    println!("BENCH {name} quiet_p50_ms_alone={:.2}", percentile(&alone, 0.50));
+    println!("BENCH {name} quiet_p99_ms_alone={:.2}", percentile(&alone, 0.99));
+    println!("BENCH {name} quiet_p50_ms_flooded={:.2}", percentile(&flooded, 0.50));
+    println!("BENCH {name} quiet_p99_ms_flooded={:.2}", percentile(&flooded, 0.99));
+    println!("BENCH {name} noisy_requests_per_s={:.0}", (ok + throttled) as f64 / secs);
+    println!("BENCH {name} noisy_admitted_per_s={:.0}", ok as f64 / secs);
+    println!("BENCH {name} noisy_throttled_share={:.3}", throttled as f64 / (ok + throttled).max(1) as f64);
+    server.stop().await;
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -323,5 +408,8 @@ async fn main() {
     }
     if run("heartbeats") {
         heartbeats_10k_hosts().await;
+    }
+    if run("noisy_neighbor") {
+        noisy_neighbor().await;
     }
 }

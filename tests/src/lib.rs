@@ -182,7 +182,7 @@ pub fn test_config(url: &str) -> ServerConfig {
         db_max_connections: 16,
         log_format: Default::default(),
         limits: Limits::default(),
-        rate_limit: None,
+        rate_limits: None,
         auth: AuthSettings {
             region: "local".into(),
             keyring: Keyring::parse(&Keyring::generate_entry("test1")).expect("keyring"),

@@ -2,8 +2,6 @@
 //! If-Match, request ids, tenant isolation, and one error body with the right
 //! status for every kind of failure.
 
-use std::num::NonZeroU32;
-
 use berth_tests::{Backend, TestDb, TestServer, on_both_backends, test_config};
 use reqwest::Method;
 use serde_json::json;
@@ -319,7 +317,7 @@ async fn error_statuses(backend: Backend) {
 async fn throttling(backend: Backend) {
     let t = TestDb::new(backend).await;
     let mut config = test_config(&t.url);
-    config.rate_limit = Some((NonZeroU32::new(1).expect("1"), NonZeroU32::new(5).expect("5")));
+    config.rate_limits = berth_control_plane::config::rate_limits(1, 5, None).expect("valid limits");
     let s = TestServer::start_with(t, config).await;
     let c = s.tenant("acme").await;
     let other = s.tenant("globex").await;

@@ -52,6 +52,7 @@ fn body_for(op: &str) -> Option<Value> {
         "update_host_attributes" => json!({"attributes": {"rack": "r1"}}),
         "simulate_placement" => json!({"task_definition": "globex-web"}),
         "put_account_quota" => json!({"limit": 1000}),
+        "put_account_rate_limit" => json!({"per_second": 10.0, "burst": 10}),
         "stop_task" | "create_session" | "create_registration_token" | "suspend_account" | "deregister_host" => {
             json!({})
         }
@@ -100,6 +101,7 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{account}", &f.account)
         .replace("{host}", &f.host)
         .replace("{name}", "clusters")
+        .replace("{class}", "read")
 }
 
 async fn call(c: &Client, route: &Route, path: &str) -> berth_tests::Resp {

@@ -212,9 +212,18 @@ async fn concurrent_runs(c: &[Client], n: usize) -> usize {
     results.iter().filter(|r| r.status.as_u16() == 201).count()
 }
 
+/// The cap on expensive calls in flight is not what these tests are about.
+fn uncapped(url: &str) -> berth_control_plane::config::ServerConfig {
+    let mut config = test_config(url);
+    config.limits.expensive_calls_per_account = 1000;
+    config
+}
+
 /// 100 parallel requests at the edge of a limit admit exactly the limit.
 async fn exactly_the_limit_under_concurrency(backend: Backend) {
-    let s = TestServer::start(backend).await;
+    let t = TestDb::new(backend).await;
+    let config = uncapped(&t.url);
+    let s = TestServer::start_with(t, config).await;
     let c = s.tenant("acme").await;
     set_quota(&s, "acme", "clusters", 10).await;
     let (created, refused) = concurrent_creates(std::slice::from_ref(&c), 100).await;
@@ -235,10 +244,12 @@ async fn exactly_the_limit_under_concurrency(backend: Backend) {
 /// The same with two control-plane replicas on one PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_the_limit_across_two_replicas() {
-    let s1 = TestServer::start(Backend::Postgres).await;
+    let t = TestDb::new(Backend::Postgres).await;
+    let config = uncapped(&t.url);
+    let s1 = TestServer::start_with(t, config).await;
     let c1 = s1.tenant("acme").await;
     let db2 = TestDb::attach(&s1.testdb.url).await;
-    let mut config2 = test_config(&s1.testdb.url);
+    let mut config2 = uncapped(&s1.testdb.url);
     config2.auth = s1.config.auth.clone();
     let s2 = TestServer::start_with(db2, config2).await;
     let berth_tests::Auth::SigV4 { access_key_id, secret, .. } = c1.auth.clone() else { panic!("a signing client") };

@@ -32,12 +32,22 @@ pub struct CommonServerArgs {
     /// Most containers in one task definition [default: 10].
     #[arg(long, env = "BERTH_MAX_CONTAINERS_PER_TASK_DEFINITION")]
     pub max_containers_per_task_definition: Option<usize>,
-    /// Requests per second each account may make; 0 turns the limit off [default: 100].
+    /// Read calls per second each account may make; 0 turns all rate limits off [default: 100].
     #[arg(long, env = "BERTH_RATE_LIMIT_PER_SECOND")]
     pub rate_limit_per_second: Option<u32>,
-    /// Requests an account may make in a burst above its rate [default: 200].
+    /// Read calls an account may make at once above its rate [default: 200].
     #[arg(long, env = "BERTH_RATE_LIMIT_BURST")]
     pub rate_limit_burst: Option<u32>,
+    /// Other classes' buckets, `class=per_second/burst,...` (classes: read, mutate, run_task, agent)
+    /// [default: mutate=50/100,run_task=20/100,agent=5000/10000].
+    #[arg(long, env = "BERTH_RATE_LIMITS")]
+    pub rate_limits: Option<String>,
+    /// Seconds a request may run before it is abandoned with 503 RequestTimeout [default: 60].
+    #[arg(long, env = "BERTH_REQUEST_TIMEOUT_SECONDS")]
+    pub request_timeout_seconds: Option<u64>,
+    /// RunTask and placement simulations one account may have in flight per replica [default: 16].
+    #[arg(long, env = "BERTH_EXPENSIVE_CALLS_PER_ACCOUNT")]
+    pub expensive_calls_per_account: Option<usize>,
     /// The SigV4 region clients sign requests for [default: local].
     #[arg(long, env = "BERTH_REGION")]
     pub region: Option<String>,
@@ -156,10 +166,22 @@ pub fn build_config(
             .max_containers_per_task_definition
             .or(file.max_containers_per_task_definition)
             .unwrap_or(defaults.max_containers_per_task_definition),
+        request_timeout: common
+            .request_timeout_seconds
+            .or(file.request_timeout_seconds)
+            .map_or(defaults.request_timeout, std::time::Duration::from_secs),
+        expensive_calls_per_account: common
+            .expensive_calls_per_account
+            .or(file.expensive_calls_per_account)
+            .unwrap_or(defaults.expensive_calls_per_account),
     };
-    let rate_limit = config::rate_limit(
+    if limits.request_timeout < std::time::Duration::from_secs(35) {
+        bail!("the request timeout must be at least 35 s: long-polls wait up to 30 s");
+    }
+    let rate_limits = config::rate_limits(
         common.rate_limit_per_second.or(file.rate_limit_per_second).unwrap_or(config::DEFAULT_RATE_PER_SECOND),
         common.rate_limit_burst.or(file.rate_limit_burst).unwrap_or(config::DEFAULT_RATE_BURST),
+        common.rate_limits.as_deref().or(file.rate_limits.as_deref()),
     )?;
     Ok(ServerConfig {
         listen,
@@ -167,7 +189,7 @@ pub fn build_config(
         db_max_connections: db_max_connections.unwrap_or(16),
         log_format: common.log_format.or(file.log_format).unwrap_or_default(),
         limits,
-        rate_limit,
+        rate_limits,
         auth: AuthSettings {
             region: common.region.clone().or(file.region.clone()).unwrap_or_else(|| config::DEFAULT_REGION.to_owned()),
             keyring,

@@ -40,6 +40,12 @@ pub enum AppError {
     LimitExceeded(berth_api::quotas::QuotaExceeded),
     #[error("too many requests; retry in {retry_after_secs} s")]
     Throttled { retry_after_secs: u64, limit: u32 },
+    #[error(
+        "the account already has {0} expensive call(s) in flight (RunTask, placement simulation); retry when one finishes"
+    )]
+    TooManyConcurrent(usize),
+    #[error("the request took longer than {0} s and was abandoned; it changed nothing")]
+    RequestTimeout(u64),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error: {0}")]

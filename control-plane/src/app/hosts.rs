@@ -244,6 +244,7 @@ impl App {
         req: SimulatePlacementRequest,
     ) -> AppResult<SimulatePlacementResponse> {
         authorize(principal, Action::SimulatePlacement, None)?;
+        let _slot = self.expensive_call(principal.account_id)?;
         if req.count == 0 || req.count > 1000 {
             return Err(AppError::validation("count", "count must be 1-1000"));
         }

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod paging;
 pub mod placement;
 pub mod quotas;
+pub mod rate_limits;
 pub mod registration;
 pub mod sessions;
 pub mod task_definitions;
@@ -41,11 +42,21 @@ pub struct Limits {
     pub max_task_definition_bytes: usize,
     /// Most containers in one task definition.
     pub max_containers_per_task_definition: usize,
+    /// How long a request may run before it is abandoned (event streams excepted).
+    pub request_timeout: std::time::Duration,
+    /// Expensive calls (RunTask, placement simulation) one account may have in flight per replica.
+    pub expensive_calls_per_account: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 1 << 20, max_task_definition_bytes: 64 << 10, max_containers_per_task_definition: 10 }
+        Self {
+            max_body_bytes: 1 << 20,
+            max_task_definition_bytes: 64 << 10,
+            max_containers_per_task_definition: 10,
+            request_timeout: std::time::Duration::from_secs(60),
+            expensive_calls_per_account: 16,
+        }
     }
 }
 
@@ -61,6 +72,10 @@ struct Inner {
     auth: AuthConfig,
     agent: agent::AgentSettings,
     quotas: quotas::QuotaDefaults,
+    rate_limiter: Option<Arc<crate::ratelimit::RateLimiter>>,
+    expensive_calls: crate::ratelimit::ConcurrencyCaps,
+    /// This process's id among the replicas sharing the database.
+    replica_id: uuid::Uuid,
     /// When each key's last use was last written, to write it at most once a minute.
     key_use: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
 }
@@ -108,7 +123,7 @@ pub struct Written<T> {
 
 impl App {
     pub fn new(db: Db, limits: Limits, auth: AuthConfig) -> Self {
-        Self::with_settings(db, limits, auth, Default::default(), Default::default())
+        Self::with_settings(db, limits, auth, Default::default(), Default::default(), None)
     }
 
     pub fn with_settings(
@@ -117,8 +132,39 @@ impl App {
         auth: AuthConfig,
         agent: agent::AgentSettings,
         quotas: quotas::QuotaDefaults,
+        rate_limits: Option<crate::ratelimit::RateLimitSettings>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { db, limits, auth, agent, quotas, key_use: Default::default() }) }
+        let expensive_calls = crate::ratelimit::ConcurrencyCaps::new(limits.expensive_calls_per_account);
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                limits,
+                auth,
+                agent,
+                quotas,
+                rate_limiter: rate_limits.map(|s| Arc::new(crate::ratelimit::RateLimiter::new(s))),
+                expensive_calls,
+                replica_id: uuid::Uuid::now_v7(),
+                key_use: Default::default(),
+            }),
+        }
+    }
+
+    /// The rate limiter, unless rate limiting is off.
+    pub fn rate_limiter(&self) -> Option<&crate::ratelimit::RateLimiter> {
+        self.inner.rate_limiter.as_deref()
+    }
+
+    /// A slot for an expensive call, or `TooManyConcurrent` when the account has them all in use.
+    pub fn expensive_call(&self, account: berth_api::AccountId) -> AppResult<tokio::sync::OwnedSemaphorePermit> {
+        self.inner
+            .expensive_calls
+            .try_acquire(account)
+            .ok_or(AppError::TooManyConcurrent(self.inner.expensive_calls.limit()))
+    }
+
+    pub fn replica_id(&self) -> uuid::Uuid {
+        self.inner.replica_id
     }
 
     pub fn auth(&self) -> &AuthConfig {

@@ -289,7 +289,7 @@ impl App {
             .ok_or_else(|| AppError::Internal("the quota vanished after resetting it".into()))
     }
 
-    async fn account_scope(&self, account: &str) -> AppResult<AccountScope> {
+    pub(crate) async fn account_scope(&self, account: &str) -> AppResult<AccountScope> {
         let mut tx = self.db().begin_read().await?;
         let row = accounts::resolve(&mut tx, account).await?;
         tx.rollback().await?;

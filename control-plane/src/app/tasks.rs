@@ -346,6 +346,7 @@ impl App {
         idem: Option<&IdempotencyRequest>,
     ) -> AppResult<Written<RunTaskResponse>> {
         authorize(principal, Action::RunTask, None)?;
+        let _slot = self.expensive_call(principal.account_id)?;
         if req.count == 0 || req.count > MAX_RUN_COUNT {
             return Err(AppError::validation("count", format!("count must be 1-{MAX_RUN_COUNT}, got {}", req.count)));
         }

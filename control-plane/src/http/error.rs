@@ -42,7 +42,8 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode::ThrottlingException => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::ThrottlingException | ErrorCode::TooManyConcurrentRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
     }
@@ -71,6 +72,8 @@ pub fn code_of(e: &AppError) -> (ErrorCode, Option<String>) {
         AppError::AccessDenied(_) => (ErrorCode::AccessDenied, None),
         AppError::Auth { code, .. } => (*code, None),
         AppError::Throttled { .. } => (ErrorCode::ThrottlingException, None),
+        AppError::TooManyConcurrent(_) => (ErrorCode::TooManyConcurrentRequests, None),
+        AppError::RequestTimeout(_) => (ErrorCode::RequestTimeout, None),
         AppError::LimitExceeded(_) => (ErrorCode::LimitExceeded, None),
         AppError::Unavailable(_) => (ErrorCode::ServiceUnavailable, None),
         AppError::Internal(_) => (ErrorCode::InternalError, None),
@@ -86,6 +89,13 @@ impl IntoResponse for AppError {
                 let headers = resp.headers_mut();
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 headers.insert("ratelimit-limit", HeaderValue::from(limit));
+                headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+                headers.insert("ratelimit-reset", HeaderValue::from(retry_after_secs));
+                return resp;
+            }
+            AppError::RequestTimeout(_) => {
+                let mut resp = draft_response(ErrorCode::RequestTimeout, message, None);
+                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1u32));
                 return resp;
             }
             AppError::Unavailable(ref source) => {

@@ -75,8 +75,45 @@ fn too_large(limit: usize) -> AppError {
     AppError::PayloadTooLarge { message: format!("the request body exceeds the limit of {limit} bytes"), field: None }
 }
 
+/// Deepest nesting of arrays and objects a request body may have: every
+/// API body is a few levels deep, and deep nesting only costs stack and time.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// How deeply arrays and objects nest in a JSON text (strings skipped).
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Deserializes with the path of the offending field in the error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    let depth = json_depth(bytes);
+    if depth > MAX_JSON_DEPTH {
+        return Err(AppError::bad_request(
+            None,
+            format!("the request body nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),

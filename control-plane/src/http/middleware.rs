@@ -7,14 +7,15 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use berth_api::quotas::RateLimitClass;
 use berth_api::{ErrorBody, ErrorCode, REQUEST_ID_HEADER};
-use governor::clock::{Clock, DefaultClock};
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::AppState;
 use super::error::{ErrorDraft, draft_response};
 use crate::app::AppError;
+use crate::ratelimit::Decision;
 
 /// The request's id: the caller's `x-request-id` when it is sane, else a new one.
 #[derive(Clone, Debug)]
@@ -128,16 +129,20 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
     let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
     let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
-    let resp = if let Some(limiter) = &state.rate_limiter
-        && let Err(not_until) = limiter.limiter.check_key(&principal.account_id)
-    {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        AppError::Throttled { retry_after_secs: retry_after_secs.max(1), limit: limiter.burst }.into_response()
-    } else {
-        let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
-        req.extensions_mut().insert(principal.clone());
-        next.run(req).await
+    let class = match (&method, route.as_deref()) {
+        (&axum::http::Method::GET | &axum::http::Method::HEAD, _) => RateLimitClass::Read,
+        (&axum::http::Method::POST, Some("/v1/clusters/{cluster}/tasks")) => RateLimitClass::RunTask,
+        _ => RateLimitClass::Mutate,
+    };
+    let resp = match rate_limited(&state, principal.account_id, class) {
+        Err(throttled) => throttled.into_response(),
+        Ok(headers) => {
+            let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            req.extensions_mut().insert(principal.clone());
+            let mut resp = next.run(req).await;
+            resp.headers_mut().extend(headers);
+            resp
+        }
     };
     if audited {
         let outcome =
@@ -169,8 +174,52 @@ pub async fn authenticate_host(State(state): State<AppState>, mut req: Request, 
     };
     req = Request::from_parts(parts, body);
     tracing::Span::current().record("account", tracing::field::display(host.account_id));
+    // Agents have their own bucket: a tenant's API burst never delays its heartbeats.
+    let headers = match rate_limited(&state, host.account_id, RateLimitClass::Agent) {
+        Ok(h) => h,
+        Err(throttled) => return throttled.into_response(),
+    };
     req.extensions_mut().insert(host);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    resp.headers_mut().extend(headers);
+    resp
+}
+
+/// Takes a token from the account's bucket for the class: the `RateLimit-*`
+/// headers for the response, or the 429 to answer with.
+fn rate_limited(
+    state: &AppState,
+    account: berth_api::AccountId,
+    class: RateLimitClass,
+) -> Result<axum::http::HeaderMap, AppError> {
+    let mut headers = axum::http::HeaderMap::new();
+    let Some(limiter) = state.app.rate_limiter() else { return Ok(headers) };
+    match limiter.check(account, class) {
+        Decision::Allowed { limit, remaining, reset_secs } => {
+            headers.insert("ratelimit-limit", HeaderValue::from(limit));
+            headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+            headers.insert("ratelimit-reset", HeaderValue::from(reset_secs));
+            Ok(headers)
+        }
+        Decision::Throttled { limit, retry_after_secs } => {
+            metrics::counter!("berth_rate_limited_total", "class" => class.as_str()).increment(1);
+            Err(AppError::Throttled { retry_after_secs, limit })
+        }
+    }
+}
+
+/// Abandons a request that runs past the per-request timeout with a specific
+/// error (the transaction it was in rolls back). The event stream is exempt:
+/// it is meant to stay open.
+pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/v1/events/stream" {
+        return next.run(req).await;
+    }
+    let limit = state.app.limits().request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => AppError::RequestTimeout(limit.as_secs().max(1)).into_response(),
+    }
 }
 
 /// A panic in a handler becomes a 500 with the usual body, not a dropped connection.

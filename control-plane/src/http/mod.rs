@@ -7,14 +7,10 @@ pub mod handlers;
 pub mod metrics;
 pub mod middleware;
 
-use std::num::NonZeroU32;
-use std::sync::Arc;
-
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_api::IDEMPOTENT_REPLAYED_HEADER;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi;
@@ -23,23 +19,10 @@ use utoipa_axum::routes;
 
 use crate::app::{App, Written};
 
-/// Per-account request rate limit (a token bucket per account).
-pub struct AccountRateLimiter {
-    pub limiter: DefaultKeyedRateLimiter<berth_api::AccountId>,
-    pub burst: u32,
-}
-
-impl AccountRateLimiter {
-    pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
-        Self { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)), burst: burst.get() }
-    }
-}
-
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub app: App,
-    pub rate_limiter: Option<Arc<AccountRateLimiter>>,
 }
 
 #[derive(OpenApi)]
@@ -81,6 +64,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::quotas::list))
         .routes(routes!(handlers::quotas::list_for_account))
         .routes(routes!(handlers::quotas::put, handlers::quotas::reset))
+        .routes(routes!(handlers::quotas::list_rate_limits))
+        .routes(routes!(handlers::quotas::list_account_rate_limits))
+        .routes(routes!(handlers::quotas::put_rate_limit, handlers::quotas::reset_rate_limit))
         .routes(routes!(access_keys::create, access_keys::list))
         .routes(routes!(access_keys::get, access_keys::delete))
         .routes(routes!(access_keys::deactivate))
@@ -184,9 +170,11 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         agent_routes().route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::authenticate_host));
     let (router, doc) =
         OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(agent).merge(system_routes()).split_for_parts();
+    let timeout = axum::middleware::from_fn_with_state(state.clone(), middleware::request_timeout);
     let router = router
         .fallback(middleware::not_found)
         .with_state(state)
+        .layer(timeout)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn(middleware::request_context));
     (router, doc)

@@ -18,6 +18,7 @@ pub mod hosts;
 pub mod idempotency;
 pub mod migrate;
 pub mod quotas;
+pub mod rate_limits;
 pub mod registration_tokens;
 pub mod retention;
 pub mod schema;
