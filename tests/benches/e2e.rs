@@ -75,6 +75,12 @@ impl Server {
             .env("BERTH_HEARTBEAT_INTERVAL_SECONDS", heartbeat_interval_s.to_string())
             .env("BERTH_HOST_LOST_TIMEOUT_SECONDS", (heartbeat_interval_s * 6).to_string())
             .env("BERTH_EXPENSIVE_CALLS_PER_ACCOUNT", "1000")
+            // Quotas are not what these benchmarks measure: room for 10,000 hosts and their tasks.
+            .env(
+                "BERTH_QUOTAS",
+                "hosts=100000,running_tasks=10000000,running_cpu=1000000000000,running_memory=1000000000000,\
+                 tasks_launched_per_minute=10000000,pending_tasks=10000000",
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .kill_on_drop(true)

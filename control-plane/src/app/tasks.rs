@@ -147,15 +147,28 @@ async fn run_in_tx(
         e.1 += needs.memory;
         e.2.extend(needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()));
     }
-    for (index, (cpu, memory, ports)) in &per_host {
-        let row = &host_rows[*index];
-        let mut used = row.ports_used.0.clone();
-        used.extend(ports);
-        used.sort_unstable();
-        used.dedup();
-        if !store::hosts::reserve(tx, row, *cpu, *memory, &used, now).await? {
-            return Err(AppError::Contention);
-        }
+    let port_lists: Vec<Vec<u16>> = per_host
+        .iter()
+        .map(|(index, (_, _, ports))| {
+            let mut used = host_rows[*index].ports_used.0.clone();
+            used.extend(ports);
+            used.sort_unstable();
+            used.dedup();
+            used
+        })
+        .collect();
+    let reservations: Vec<store::hosts::Reservation<'_>> = per_host
+        .iter()
+        .zip(&port_lists)
+        .map(|((index, (cpu, memory, _)), used)| store::hosts::Reservation {
+            host: &host_rows[*index],
+            cpu: *cpu,
+            memory: *memory,
+            ports_used: used,
+        })
+        .collect();
+    if !store::hosts::reserve_many(tx, &reservations, now).await? {
+        return Err(AppError::Contention);
     }
 
     let strategy = req.placement_strategy.clone();

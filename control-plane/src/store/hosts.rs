@@ -249,6 +249,54 @@ pub async fn reserve(
     Ok(tx.execute(&stmt).await? == 1)
 }
 
+/// What one host gives a placement: CPU, memory, and its port list afterwards.
+pub struct Reservation<'a> {
+    pub host: &'a HostRow,
+    pub cpu: u32,
+    pub memory: u32,
+    pub ports_used: &'a [u16],
+}
+
+/// [`reserve`] for several hosts in one statement: all or nothing. Returns
+/// false when any host changed since placement read it (the caller's
+/// transaction must then roll back and place again).
+pub async fn reserve_many(tx: &mut Tx, reservations: &[Reservation<'_>], now: OffsetDateTime) -> StoreResult<bool> {
+    let Some(first) = reservations.first() else { return Ok(true) };
+    let by_id = |value: &dyn Fn(&Reservation<'_>) -> sea_query::Expr, otherwise: sea_query::Expr| {
+        let mut case = sea_query::CaseStatement::new();
+        for r in reservations {
+            case = case.case(Expr::col(Hosts::Id).eq(r.host.id), value(r));
+        }
+        let expr: sea_query::Expr = case.finally(otherwise).into();
+        expr
+    };
+    let cpu = by_id(&|r| Expr::val(i64::from(r.cpu)), Expr::val(0i64));
+    let memory = by_id(&|r| Expr::val(i64::from(r.memory)), Expr::val(0i64));
+    let ports = by_id(&|r| Expr::val(serde_json::json!(r.ports_used)), Expr::col(Hosts::PortsUsed));
+    let version = by_id(&|r| Expr::val(r.host.version), Expr::val(-1i64));
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::CpuUsed, Expr::col(Hosts::CpuUsed).add(cpu.clone()))
+        .value(Hosts::MemoryUsed, Expr::col(Hosts::MemoryUsed).add(memory.clone()))
+        .value(Hosts::PortsUsed, ports)
+        .value(Hosts::UpdatedAt, now)
+        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
+        .and_where(Expr::col(Hosts::Id).is_in(reservations.iter().map(|r| r.host.id)))
+        .and_where(Expr::col(Hosts::AccountId).eq(first.host.account_id))
+        .and_where(Expr::col(Hosts::Version).eq(version))
+        .and_where(Expr::col(Hosts::Status).eq("ACTIVE"))
+        .and_where(
+            Expr::col(Hosts::CpuUsed).add(cpu).lte(Expr::col(Hosts::CpuTotal).sub(Expr::col(Hosts::CpuReserved))),
+        )
+        .and_where(
+            Expr::col(Hosts::MemoryUsed)
+                .add(memory)
+                .lte(Expr::col(Hosts::MemoryTotal).sub(Expr::col(Hosts::MemoryReserved))),
+        )
+        .to_owned();
+    Ok(tx.execute(&stmt).await? == reservations.len() as u64)
+}
+
 /// Gives back what a stopped task held. Retries on a concurrent change of the
 /// host row (the port list is rewritten whole).
 pub async fn release(

@@ -49,6 +49,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0006_quotas.sql"),
         include_str!("../../../migrations/sqlite/0006_quotas.sql"),
     ),
+    (
+        7,
+        "live_task_index",
+        include_str!("../../../migrations/postgres/0007_live_task_index.sql"),
+        include_str!("../../../migrations/sqlite/0007_live_task_index.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
