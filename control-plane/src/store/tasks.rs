@@ -226,7 +226,8 @@ pub async fn group_counts_by_host(
         .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
         .and_where(Expr::col(Tasks::ClusterId).eq(cluster.0))
         .and_where(Expr::col(Tasks::Family).eq(family))
-        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        // A literal, not a parameter: the planner then matches the partial index on live tasks.
+        .and_where(Expr::cust("last_status <> 'STOPPED'"))
         .and_where(Expr::col(Tasks::HostId).is_not_null())
         .group_by_col(Tasks::HostId)
         .to_owned();
