@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::app::{App, AppError, AppResult};
-use crate::store::access_keys::AccessKeyRow;
-use crate::store::{self, AccountScope, Tx};
+use crate::store::access_keys::KeyWithAccount;
+use crate::store::{self, AccountScope};
 
 /// An authenticated caller of the tenant API.
 #[derive(Clone, Debug)]
@@ -86,9 +86,8 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     let authorization = parts.headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
         let claims = auth.sessions.verify(app.db(), token.trim()).await?;
-        let mut tx = app.db().begin_read().await?;
-        let key = active_key(&mut tx, &claims.sub, true).await?;
-        return principal_from_key(app, tx, key, true, source_ip).await;
+        let found = active_key(app, &claims.sub, true).await?;
+        return principal_from_key(app, found, true, source_ip);
     }
     let presented = match sigv4::parse(&parts.uri, &parts.headers)? {
         Some(p) => p,
@@ -106,8 +105,8 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
         }
     };
     presented.check_shape(&auth.region, time::OffsetDateTime::now_utc())?;
-    let mut tx = app.db().begin_read().await?;
-    let key = active_key(&mut tx, &presented.access_key_id, false).await?;
+    let found = active_key(app, &presented.access_key_id, false).await?;
+    let key = &found.key;
     let secret = auth
         .keyring
         .decrypt(&key.master_key_id, &key.secret_ciphertext)
@@ -115,14 +114,15 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     let secret = String::from_utf8(secret).map_err(|_| AppError::Internal("stored secret is not UTF-8".into()))?;
     presented.verify(parts.method.as_str(), &parts.uri, &parts.headers, body, &secret)?;
     // The key row already read is reused: one read of it per request.
-    principal_from_key(app, tx, key, false, source_ip).await
+    principal_from_key(app, found, false, source_ip)
 }
 
-/// The key with this id if it is active. For sessions this runs on every
-/// request, so deactivating a key ends its sessions at once.
-async fn active_key(tx: &mut Tx, access_key_id: &str, via_session: bool) -> AppResult<AccessKeyRow> {
-    match store::access_keys::find_for_authentication(tx, access_key_id).await? {
-        Some(k) if k.status == "ACTIVE" => Ok(k),
+/// The key with this id, and its account, if the key is active. For
+/// sessions this runs on every request, so deactivating a key ends its
+/// sessions at once.
+async fn active_key(app: &App, access_key_id: &str, via_session: bool) -> AppResult<KeyWithAccount> {
+    match store::access_keys::find_with_account(app.db(), access_key_id).await? {
+        Some(k) if k.key.status == "ACTIVE" => Ok(k),
         _ if via_session => {
             Err(AppError::auth(ErrorCode::InvalidToken, "the session's access key is no longer active"))
         }
@@ -130,28 +130,29 @@ async fn active_key(tx: &mut Tx, access_key_id: &str, via_session: bool) -> AppR
     }
 }
 
-/// Loads the key's account, checks it is active, and builds the principal.
-async fn principal_from_key(
+/// Checks the key's account is active, and builds the principal.
+fn principal_from_key(
     app: &App,
-    mut tx: Tx,
-    key: AccessKeyRow,
+    found: KeyWithAccount,
     via_session: bool,
     source_ip: Option<&str>,
 ) -> AppResult<Principal> {
-    let account = store::accounts::get(&mut tx, AccountId(key.account_id)).await?;
-    tx.rollback().await?;
-    let account = account.ok_or_else(|| AppError::Internal("access key without account".into()))?;
-    if account.status != "ACTIVE" {
-        return Err(AppError::auth(ErrorCode::AccountSuspended, "the account is suspended; contact the operator"));
+    let KeyWithAccount { key, account_status, account_is_operator } = found;
+    match account_status.as_deref() {
+        Some("ACTIVE") => {}
+        Some(_) => {
+            return Err(AppError::auth(ErrorCode::AccountSuspended, "the account is suspended; contact the operator"));
+        }
+        None => return Err(AppError::Internal("access key without account".into())),
     }
     let role = Role::parse(&key.role).ok_or_else(|| AppError::Internal(format!("unknown role {:?}", key.role)))?;
     app.note_key_use(key.id, source_ip.map(str::to_owned));
     Ok(Principal {
-        account_id: account.account_id(),
+        account_id: AccountId(key.account_id),
         access_key_id: Some(key.access_key_id),
         role,
         clusters: key.cluster_scope.map(|c| c.0),
-        is_operator: account.is_operator,
+        is_operator: account_is_operator.unwrap_or(false),
         via_session,
     })
 }

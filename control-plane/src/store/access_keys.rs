@@ -94,6 +94,32 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewAccessKey<'_>) -> 
 }
 
 /// For authentication: the key with this public id, in any account.
+/// A key with its account's status, read in one statement outside a
+/// transaction: authentication runs on every request, and a flood of them
+/// (throttled or not) should cost one round trip each.
+#[derive(Clone, Debug, FromRow)]
+pub struct KeyWithAccount {
+    #[sqlx(flatten)]
+    pub key: AccessKeyRow,
+    pub account_status: Option<String>,
+    pub account_is_operator: Option<bool>,
+}
+
+pub async fn find_with_account(db: &super::Db, access_key_id: &str) -> StoreResult<Option<KeyWithAccount>> {
+    let stmt = select()
+        .expr_as(
+            Expr::cust("(SELECT status FROM accounts WHERE accounts.id = access_keys.account_id)"),
+            sea_query::Alias::new("account_status"),
+        )
+        .expr_as(
+            Expr::cust("(SELECT is_operator FROM accounts WHERE accounts.id = access_keys.account_id)"),
+            sea_query::Alias::new("account_is_operator"),
+        )
+        .and_where(Expr::col(AccessKeys::AccessKeyId).eq(access_key_id))
+        .to_owned();
+    db.fetch_optional(&stmt).await
+}
+
 pub async fn find_for_authentication(tx: &mut Tx, access_key_id: &str) -> StoreResult<Option<AccessKeyRow>> {
     let stmt = select().and_where(Expr::col(AccessKeys::AccessKeyId).eq(access_key_id)).to_owned();
     tx.fetch_optional(&stmt).await
