@@ -89,7 +89,19 @@ pub struct RateLimiter {
     overrides: RwLock<HashMap<(AccountId, RateLimitClass), Bucket>>,
     replicas: AtomicU32,
     buckets: Mutex<Buckets>,
+    /// Which account each access key seen here belongs to, and until when an
+    /// account's bucket is known to be empty: a flood of calls from a key whose
+    /// bucket is empty is refused before authentication, with no database
+    /// round trip or signature check. Nothing is taken from a bucket until a
+    /// call has authenticated, so claiming someone else's key id (which is not
+    /// a secret) cannot use up their tokens.
+    key_accounts: Mutex<HashMap<String, AccountId>>,
+    /// With the bucket settings it was found empty under: new settings start a full bucket.
+    empty_until: Mutex<HashMap<(AccountId, RateLimitClass), (std::time::Instant, Bucket)>>,
 }
+
+/// Access keys remembered for early refusals before the map is cleared.
+const MAX_REMEMBERED_KEYS: usize = 100_000;
 
 fn build(bucket: Bucket) -> Arc<Limiter> {
     let period = Duration::from_secs_f64(1.0 / bucket.per_second).max(Duration::from_nanos(1));
@@ -106,7 +118,39 @@ fn ceil_secs(d: Duration) -> u64 {
 
 impl RateLimiter {
     pub fn new(settings: RateLimitSettings) -> Self {
-        Self { settings, overrides: RwLock::default(), replicas: AtomicU32::new(1), buckets: Mutex::default() }
+        Self {
+            settings,
+            overrides: RwLock::default(),
+            replicas: AtomicU32::new(1),
+            buckets: Mutex::default(),
+            key_accounts: Mutex::default(),
+            empty_until: Mutex::default(),
+        }
+    }
+
+    /// Notes that an authenticated call used this key of this account.
+    pub fn remember_key(&self, access_key_id: &str, account: AccountId) {
+        let mut keys = self.key_accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.get(access_key_id) == Some(&account) {
+            return;
+        }
+        if keys.len() >= MAX_REMEMBERED_KEYS {
+            keys.clear();
+        }
+        keys.insert(access_key_id.to_owned(), account);
+    }
+
+    /// A refusal for a call claiming this key, if its account's bucket for the
+    /// class is known to be empty; None means "authenticate and check".
+    pub fn refuse_early(&self, access_key_id: &str, class: RateLimitClass) -> Option<Decision> {
+        let account = *self.key_accounts.lock().unwrap_or_else(PoisonError::into_inner).get(access_key_id)?;
+        let (until, under) = *self.empty_until.lock().unwrap_or_else(PoisonError::into_inner).get(&(account, class))?;
+        let share = self.configured(account, class).0.share(self.replicas());
+        if share != under {
+            return None;
+        }
+        let wait = until.checked_duration_since(std::time::Instant::now())?;
+        Some(Decision::Throttled { limit: share.burst, retry_after_secs: ceil_secs(wait).max(1) })
     }
 
     /// The account's whole bucket for a class (before the replica share).
@@ -156,6 +200,10 @@ impl RateLimiter {
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
+                self.empty_until
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert((account, class), (std::time::Instant::now() + wait, share));
                 Decision::Throttled { limit: share.burst, retry_after_secs: ceil_secs(wait).max(1) }
             }
         }

@@ -40,11 +40,18 @@ async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, Clien
     })
 }
 
-/// An HTTP client fit for the protocol. Many simulated hosts share one, so
-/// they share its connections.
+/// An HTTP client fit for the protocol.
 pub fn http() -> Result<reqwest::Client, ClientError> {
     // Long-polls wait up to 30 s on the server; leave room above it.
     Ok(reqwest::Client::builder().timeout(Duration::from_secs(45)).build()?)
+}
+
+/// One client for many simulated hosts. Each host's long-poll holds a
+/// connection; heartbeats and reports borrow idle ones. Keeping few idle
+/// connections stops a burst of heartbeats from leaving thousands open, which
+/// would take the control plane past its open-file limit.
+pub fn shared_http() -> Result<reqwest::Client, ClientError> {
+    Ok(reqwest::Client::builder().timeout(Duration::from_secs(45)).pool_max_idle_per_host(256).build()?)
 }
 
 impl AgentClient {

@@ -50,6 +50,12 @@ async fn buckets_headers_and_429(backend: Backend) {
     assert_eq!(header(&r, "ratelimit-remaining"), 0);
     assert_eq!(header(&r, "ratelimit-reset"), retry);
     r.expect_error(429, "ThrottlingException");
+    // While the bucket is empty, calls claiming the key are refused before
+    // authentication (no database read): even a badly signed one.
+    let Auth::SigV4 { access_key_id, region, .. } = c.auth.clone() else { panic!("a signing client") };
+    let forged = c.with_auth(Auth::SigV4 { access_key_id, secret: "not-the-secret".into(), region });
+    forged.get("/v1/clusters").await.expect_error(429, "ThrottlingException");
+    forged.post("/v1/clusters", json!({"name": "x"})).await.expect_error(403, "SignatureDoesNotMatch");
 
     // Other classes and other accounts have their own buckets.
     c.post("/v1/clusters", json!({"name": "prod"})).await.expect(201);

@@ -96,7 +96,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // One HTTP client for all: the hosts share its connections (an idle
     // long-poll each, plus what heartbeats and reports borrow).
-    let http = berth_host_agent::client::http()?;
+    let http = berth_host_agent::client::shared_http()?;
     let configs = (0..n).map(|i| {
         let config = AgentConfig {
             server: args.server.clone(),

@@ -115,6 +115,21 @@ fn source_ip(req: &Request) -> Option<String> {
 pub async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let ip = source_ip(&req);
     let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let class = match (&method, route.as_deref()) {
+        (&axum::http::Method::GET | &axum::http::Method::HEAD, _) => RateLimitClass::Read,
+        (&axum::http::Method::POST, Some("/v1/clusters/{cluster}/tasks")) => RateLimitClass::RunTask,
+        _ => RateLimitClass::Mutate,
+    };
+    // A flood from a key whose bucket is already empty costs no database read.
+    let claimed_key = crate::auth::sigv4::parse(&parts.uri, &parts.headers).ok().flatten().map(|p| p.access_key_id);
+    if let (Some(limiter), Some(key)) = (state.app.rate_limiter(), claimed_key.as_deref())
+        && let Some(Decision::Throttled { limit, retry_after_secs }) = limiter.refuse_early(key, class)
+    {
+        metrics::counter!("berth_rate_limited_total", "class" => class.as_str()).increment(1);
+        return AppError::Throttled { retry_after_secs, limit }.into_response();
+    }
     let bytes = match super::extract::read_limited(body, state.app.limits().max_body_bytes).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -123,17 +138,16 @@ pub async fn authenticate(State(state): State<AppState>, req: Request, next: Nex
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if let (Some(limiter), Some(key)) = (state.app.rate_limiter(), principal.access_key_id.as_deref())
+        && !principal.via_session
+    {
+        limiter.remember_key(key, principal.account_id);
+    }
     tracing::Span::current().record("account", tracing::field::display(principal.account_id));
     let audited =
         !matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS);
-    let route = parts.extensions.get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-    let (method, path) = (parts.method.clone(), parts.uri.path().to_owned());
-    let class = match (&method, route.as_deref()) {
-        (&axum::http::Method::GET | &axum::http::Method::HEAD, _) => RateLimitClass::Read,
-        (&axum::http::Method::POST, Some("/v1/clusters/{cluster}/tasks")) => RateLimitClass::RunTask,
-        _ => RateLimitClass::Mutate,
-    };
+    let path = parts.uri.path().to_owned();
     let resp = match rate_limited(&state, principal.account_id, class) {
         Err(throttled) => throttled.into_response(),
         Ok(headers) => {
