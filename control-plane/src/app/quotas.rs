@@ -267,11 +267,7 @@ impl App {
         let mut tx = self.db().begin_write().await?;
         store::quotas::set_limit(&mut tx, scope, quota, req.limit, store::now()).await?;
         tx.commit().await?;
-        let all = self.quotas_of(scope).await?;
-        all.quotas
-            .into_iter()
-            .find(|q| q.name == quota)
-            .ok_or_else(|| AppError::Internal("the quota vanished after setting it".into()))
+        self.quota_of(scope, quota).await
     }
 
     /// `DELETE /v1/accounts/{account}/quotas/{name}`: back to the default.
@@ -282,11 +278,15 @@ impl App {
         let mut tx = self.db().begin_write().await?;
         store::quotas::clear_limit(&mut tx, scope, quota).await?;
         tx.commit().await?;
+        self.quota_of(scope, quota).await
+    }
+
+    async fn quota_of(&self, scope: AccountScope, quota: QuotaName) -> AppResult<Quota> {
         let all = self.quotas_of(scope).await?;
         all.quotas
             .into_iter()
             .find(|q| q.name == quota)
-            .ok_or_else(|| AppError::Internal("the quota vanished after resetting it".into()))
+            .ok_or_else(|| AppError::Internal("a quota is not listed".into()))
     }
 
     pub(crate) async fn account_scope(&self, account: &str) -> AppResult<AccountScope> {

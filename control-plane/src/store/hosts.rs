@@ -225,28 +225,7 @@ pub async fn reserve(
     ports_used: &[u16],
     now: OffsetDateTime,
 ) -> StoreResult<bool> {
-    let (cpu, memory) = (i64::from(cpu), i64::from(memory));
-    let stmt = Query::update()
-        .table(Hosts::Table)
-        .value(Hosts::CpuUsed, Expr::col(Hosts::CpuUsed).add(cpu))
-        .value(Hosts::MemoryUsed, Expr::col(Hosts::MemoryUsed).add(memory))
-        .value(Hosts::PortsUsed, serde_json::json!(ports_used))
-        .value(Hosts::UpdatedAt, now)
-        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
-        .and_where(Expr::col(Hosts::Id).eq(host.id))
-        .and_where(Expr::col(Hosts::AccountId).eq(host.account_id))
-        .and_where(Expr::col(Hosts::Version).eq(host.version))
-        .and_where(Expr::col(Hosts::Status).eq("ACTIVE"))
-        .and_where(
-            Expr::col(Hosts::CpuUsed).add(cpu).lte(Expr::col(Hosts::CpuTotal).sub(Expr::col(Hosts::CpuReserved))),
-        )
-        .and_where(
-            Expr::col(Hosts::MemoryUsed)
-                .add(memory)
-                .lte(Expr::col(Hosts::MemoryTotal).sub(Expr::col(Hosts::MemoryReserved))),
-        )
-        .to_owned();
-    Ok(tx.execute(&stmt).await? == 1)
+    reserve_many(tx, &[Reservation { host, cpu, memory, ports_used }], now).await
 }
 
 /// What one host gives a placement: CPU, memory, and its port list afterwards.
