@@ -36,14 +36,16 @@ async fn run_in_tx(
     family: &str,
     revision: Option<i64>,
     req: &RunTaskRequest,
-    lock_cluster: bool,
     defaults: &quotas::QuotaDefaults,
 ) -> AppResult<RunTaskResponse> {
     let cluster = clusters::resolve(tx, scope, cluster).await?;
     authorize(principal, Action::RunTask, Some(&cluster.name))?;
-    if lock_cluster {
-        store::clusters::lock_for_placement(tx, scope, cluster.cluster_id()).await?;
-    }
+    // Placements in one cluster queue here. The default spread sends every
+    // concurrent RunTask to the same least-loaded hosts, so without the lock
+    // about half of them conflicted at the reservation and planned again; the
+    // conditional reservation still guards every write (and any placement that
+    // does not take this lock, such as the queue's).
+    store::clusters::lock_for_placement(tx, scope, cluster.cluster_id()).await?;
     let td = task_definitions::resolve(tx, scope, family, revision).await?;
     if td.status != "ACTIVE" {
         return Err(AppError::validation(
@@ -377,10 +379,8 @@ impl App {
             let defaults = self.quota_defaults().clone();
             let result = self
                 .write(scope, idem, move |tx| {
-                    // The first attempt is optimistic; after a conflict, queue on the cluster's lock.
-                    let lock = attempt > 0;
                     Box::pin(async move {
-                        run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, lock, &defaults).await
+                        run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, &defaults).await
                     })
                 })
                 .await;
