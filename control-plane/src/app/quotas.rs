@@ -149,10 +149,9 @@ impl Ledger {
 
     /// Writes the changed counters (still under the transaction's lock).
     pub(crate) async fn save(self, tx: &mut Tx, scope: AccountScope) -> AppResult<()> {
-        let now = store::now();
-        for name in self.changed {
-            store::quotas::set(tx, scope, name, self.usage.get(&name).copied().unwrap_or(0), now).await?;
-        }
+        let values: Vec<(QuotaName, i64)> =
+            self.changed.iter().map(|n| (*n, self.usage.get(n).copied().unwrap_or(0))).collect();
+        store::quotas::set_many(tx, scope, &values, store::now()).await?;
         Ok(())
     }
 }

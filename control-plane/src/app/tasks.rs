@@ -228,9 +228,7 @@ async fn run_in_tx(
             by_host.entry(*host).or_default().push((*id, DesiredStatus::Running));
         }
     }
-    for (host, changes) in &by_host {
-        store::assignments::append_many(tx, scope, *host, changes, now).await?;
-    }
+    store::assignments::append_for_hosts(tx, scope, &by_host, now).await?;
     let events = ids
         .iter()
         .zip(&decisions)

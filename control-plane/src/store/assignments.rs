@@ -83,6 +83,69 @@ pub async fn append_many(
     Ok(last.assignment_seq)
 }
 
+/// Appends changes for several hosts with two statements in all: one bump of
+/// every host's sequence (returning where each now ends) and one insert.
+pub async fn append_for_hosts(
+    tx: &mut Tx,
+    scope: AccountScope,
+    changes: &std::collections::BTreeMap<HostId, Vec<(TaskId, DesiredStatus)>>,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    #[derive(FromRow)]
+    struct Seq {
+        id: uuid::Uuid,
+        assignment_seq: i64,
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut bump = sea_query::CaseStatement::new();
+    for (host, list) in changes {
+        bump = bump.case(Expr::col(Hosts::Id).eq(host.0), i64::try_from(list.len()).unwrap_or(i64::MAX));
+    }
+    let bump: sea_query::Expr = bump.finally(0i64).into();
+    // Not a version bump: appending must not make a concurrent placement on the host conflict.
+    let stmt = Query::update()
+        .table(Hosts::Table)
+        .value(Hosts::AssignmentSeq, Expr::col(Hosts::AssignmentSeq).add(bump))
+        .and_where(Expr::col(Hosts::Id).is_in(changes.keys().map(|h| h.0)))
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .returning(Query::returning().columns([Hosts::Id, Hosts::AssignmentSeq]))
+        .to_owned();
+    let ends: Vec<Seq> = tx.fetch_all(&stmt).await?;
+    if ends.len() != changes.len() {
+        return Err(super::StoreError::Corrupt("an assigned host is missing".into()));
+    }
+    let mut insert = Query::insert()
+        .into_table(HostAssignments::Table)
+        .columns([
+            HostAssignments::HostId,
+            HostAssignments::Seq,
+            HostAssignments::AccountId,
+            HostAssignments::TaskId,
+            HostAssignments::DesiredStatus,
+            HostAssignments::CreatedAt,
+        ])
+        .to_owned();
+    for end in &ends {
+        let list = &changes[&HostId(end.id)];
+        let n = i64::try_from(list.len()).unwrap_or(i64::MAX);
+        for (i, (task, desired)) in (0i64..).zip(list) {
+            insert.values_panic([
+                end.id.into(),
+                (end.assignment_seq - n + 1 + i).into(),
+                scope.uuid().into(),
+                task.0.into(),
+                desired.as_str().into(),
+                now.into(),
+            ]);
+        }
+        tx.wake(end.id);
+    }
+    tx.execute(&insert).await?;
+    Ok(())
+}
+
 /// Changes after `after`, oldest first.
 pub async fn after(tx: &mut Tx, host: HostId, after: i64, limit: u64) -> StoreResult<Vec<AssignmentRow>> {
     let stmt = Query::select()

@@ -90,6 +90,32 @@ pub async fn set(tx: &mut Tx, scope: AccountScope, name: QuotaName, used: i64, n
     Ok(())
 }
 
+/// Sets several counters locked by [`lock`] in one statement.
+pub async fn set_many(
+    tx: &mut Tx,
+    scope: AccountScope,
+    values: &[(QuotaName, i64)],
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    if values.is_empty() {
+        return Ok(());
+    }
+    let mut used = sea_query::CaseStatement::new();
+    for (name, v) in values {
+        used = used.case(Expr::col(QuotaUsage::Name).eq(name.as_str()), *v);
+    }
+    let used: sea_query::Expr = used.finally(Expr::col(QuotaUsage::Used)).into();
+    let stmt = Query::update()
+        .table(QuotaUsage::Table)
+        .value(QuotaUsage::Used, used)
+        .value(QuotaUsage::WindowMinute, minute_of(now))
+        .and_where(Expr::col(QuotaUsage::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(QuotaUsage::Name).is_in(values.iter().map(|(n, _)| n.as_str())))
+        .to_owned();
+    tx.execute(&stmt).await?;
+    Ok(())
+}
+
 /// Gives back `amount` of a quota without reading it first (a task stopped, a
 /// resource was deleted). Never below zero: drift is the recount's to repair.
 pub async fn release(tx: &mut Tx, scope: AccountScope, name: QuotaName, amount: i64) -> StoreResult<()> {
