@@ -20,7 +20,7 @@ pub struct AssignmentRow {
     pub desired_status: String,
 }
 
-/// Appends a change for the host; returns its sequence number.
+/// Appends a change for the host.
 pub async fn append(
     tx: &mut Tx,
     scope: AccountScope,
@@ -28,59 +28,9 @@ pub async fn append(
     task: TaskId,
     desired: DesiredStatus,
     now: OffsetDateTime,
-) -> StoreResult<i64> {
-    append_many(tx, scope, host, &[(task, desired)], now).await
-}
-
-/// Appends changes for one host in order; returns the last sequence number.
-pub async fn append_many(
-    tx: &mut Tx,
-    scope: AccountScope,
-    host: HostId,
-    changes: &[(TaskId, DesiredStatus)],
-    now: OffsetDateTime,
-) -> StoreResult<i64> {
-    #[derive(FromRow)]
-    struct Seq {
-        assignment_seq: i64,
-    }
-    let n = i64::try_from(changes.len()).unwrap_or(i64::MAX);
-    // Not a version bump: appending must not make a concurrent placement on the host conflict.
-    let bump = Query::update()
-        .table(Hosts::Table)
-        .value(Hosts::AssignmentSeq, Expr::col(Hosts::AssignmentSeq).add(n))
-        .and_where(Expr::col(Hosts::Id).eq(host.0))
-        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
-        .returning_col(Hosts::AssignmentSeq)
-        .to_owned();
-    let last: Seq = tx.fetch_one(&bump).await?;
-    if n == 0 {
-        return Ok(last.assignment_seq);
-    }
-    let mut insert = Query::insert()
-        .into_table(HostAssignments::Table)
-        .columns([
-            HostAssignments::HostId,
-            HostAssignments::Seq,
-            HostAssignments::AccountId,
-            HostAssignments::TaskId,
-            HostAssignments::DesiredStatus,
-            HostAssignments::CreatedAt,
-        ])
-        .to_owned();
-    for (i, (task, desired)) in (0i64..).zip(changes) {
-        insert.values_panic([
-            host.0.into(),
-            (last.assignment_seq - n + 1 + i).into(),
-            scope.uuid().into(),
-            task.0.into(),
-            desired.as_str().into(),
-            now.into(),
-        ]);
-    }
-    tx.execute(&insert).await?;
-    tx.wake(host.0);
-    Ok(last.assignment_seq)
+) -> StoreResult<()> {
+    let changes = std::collections::BTreeMap::from([(host, vec![(task, desired)])]);
+    append_for_hosts(tx, scope, &changes, now).await
 }
 
 /// Appends changes for several hosts with two statements in all: one bump of
