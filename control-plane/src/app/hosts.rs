@@ -107,7 +107,7 @@ impl App {
         let (cluster, host, principal) = (cluster.to_owned(), host.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
-                let (cluster_id, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
+                let (_, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
                 check_version("host", if_match, row.version)?;
                 let mut attrs: BTreeMap<String, String> = row
                     .attributes
@@ -118,9 +118,11 @@ impl App {
                     .collect();
                 attrs.extend(req.attributes.clone());
                 let now = store::now();
-                if !store::hosts::set_attributes(tx, scope, row.host_id(), row.version, &attrs, now).await? {
+                let Some(updated) =
+                    store::hosts::set_attributes(tx, scope, row.host_id(), row.version, &attrs, now).await?
+                else {
                     return Err(AppError::concurrent("host"));
-                }
+                };
                 store::events::append(
                     tx,
                     scope,
@@ -130,10 +132,7 @@ impl App {
                     now,
                 )
                 .await?;
-                let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
-                    .await?
-                    .ok_or_else(|| AppError::not_found("host", &host))?;
-                to_wire(row)
+                to_wire(updated)
             })
         })
         .await
@@ -154,7 +153,7 @@ impl App {
         let (cluster, host, principal) = (cluster.to_owned(), host.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
-                let (cluster_id, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
+                let (_, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
                 check_version("host", if_match, row.version)?;
                 match row.status.as_str() {
                     "DRAINING" => return to_wire(row),
@@ -162,14 +161,13 @@ impl App {
                     other => return Err(AppError::InvalidTransition(format!("a {other} host cannot be drained"))),
                 }
                 let now = store::now();
-                if !store::hosts::set_status(tx, scope, row.host_id(), row.version, "DRAINING", now).await? {
+                let Some(updated) =
+                    store::hosts::set_status(tx, scope, row.host_id(), row.version, "DRAINING", now).await?
+                else {
                     return Err(AppError::concurrent("host"));
-                }
+                };
                 store::events::append(tx, scope, "host.draining", &row.id.to_string(), json!({}), now).await?;
-                let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
-                    .await?
-                    .ok_or_else(|| AppError::not_found("host", &host))?;
-                to_wire(row)
+                to_wire(updated)
             })
         })
         .await
@@ -214,9 +212,11 @@ impl App {
                 let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
                     .await?
                     .ok_or_else(|| AppError::not_found("host", &host))?;
-                if !store::hosts::set_status(tx, scope, row.host_id(), row.version, "DEREGISTERED", now).await? {
+                let Some(updated) =
+                    store::hosts::set_status(tx, scope, row.host_id(), row.version, "DEREGISTERED", now).await?
+                else {
                     return Err(AppError::concurrent("host"));
-                }
+                };
                 super::quotas::release(tx, scope, &[(berth_api::quotas::QuotaName::Hosts, 1)]).await?;
                 store::events::append(
                     tx,
@@ -227,10 +227,7 @@ impl App {
                     now,
                 )
                 .await?;
-                let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
-                    .await?
-                    .ok_or_else(|| AppError::not_found("host", &host))?;
-                to_wire(row)
+                to_wire(updated)
             })
         })
         .await

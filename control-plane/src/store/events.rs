@@ -173,12 +173,19 @@ pub async fn sequence_pending(tx: &mut Tx, limit: u64) -> StoreResult<usize> {
 
 /// Whether the account has events waiting for the sequencer.
 pub async fn has_pending(tx: &mut Tx, scope: AccountScope) -> StoreResult<bool> {
+    #[derive(FromRow)]
+    struct Row {
+        #[allow(dead_code)]
+        id: i64,
+    }
+    // One row is enough: COUNT(*) would read every waiting event of the account.
     let stmt = Query::select()
+        .column(EventOutbox::Id)
         .from(EventOutbox::Table)
         .and_where(Expr::col(EventOutbox::AccountId).eq(scope.uuid()))
         .limit(1)
         .to_owned();
-    Ok(tx.count(stmt).await? > 0)
+    Ok(tx.fetch_optional::<Row, _>(&stmt).await?.is_some())
 }
 
 pub async fn list(

@@ -320,6 +320,8 @@ pub async fn release(
     Err(super::StoreError::Corrupt(format!("host {host} kept changing while releasing a task's resources")))
 }
 
+/// Sets the host's status if it is still at `expected_version`; the updated
+/// row, or None when it changed meanwhile.
 pub async fn set_status(
     tx: &mut Tx,
     scope: AccountScope,
@@ -327,19 +329,11 @@ pub async fn set_status(
     expected_version: i64,
     status: &str,
     now: OffsetDateTime,
-) -> StoreResult<bool> {
-    let stmt = Query::update()
-        .table(Hosts::Table)
-        .value(Hosts::Status, status)
-        .value(Hosts::UpdatedAt, now)
-        .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
-        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
-        .and_where(Expr::col(Hosts::Id).eq(id.0))
-        .and_where(Expr::col(Hosts::Version).eq(expected_version))
-        .to_owned();
-    Ok(tx.execute(&stmt).await? == 1)
+) -> StoreResult<Option<HostRow>> {
+    update_versioned(tx, scope, id, expected_version, (Hosts::Status, status.into()), now).await
 }
 
+/// Replaces the host's attributes if it is still at `expected_version`.
 pub async fn set_attributes(
     tx: &mut Tx,
     scope: AccountScope,
@@ -347,17 +341,31 @@ pub async fn set_attributes(
     expected_version: i64,
     attributes: &BTreeMap<String, String>,
     now: OffsetDateTime,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<HostRow>> {
+    let attributes = serde_json::to_value(attributes).unwrap_or_default();
+    update_versioned(tx, scope, id, expected_version, (Hosts::Attributes, attributes.into()), now).await
+}
+
+/// One column's conditional update, returning the row as it now is.
+async fn update_versioned(
+    tx: &mut Tx,
+    scope: AccountScope,
+    id: HostId,
+    expected_version: i64,
+    (column, value): (Hosts, sea_query::Value),
+    now: OffsetDateTime,
+) -> StoreResult<Option<HostRow>> {
     let stmt = Query::update()
         .table(Hosts::Table)
-        .value(Hosts::Attributes, serde_json::to_value(attributes).unwrap_or_default())
+        .value(column, value)
         .value(Hosts::UpdatedAt, now)
         .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
         .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
         .and_where(Expr::col(Hosts::Id).eq(id.0))
         .and_where(Expr::col(Hosts::Version).eq(expected_version))
+        .returning(Query::returning().columns(COLUMNS))
         .to_owned();
-    Ok(tx.execute(&stmt).await? == 1)
+    tx.fetch_optional(&stmt).await
 }
 
 /// Hosts of the cluster that are not deregistered.
