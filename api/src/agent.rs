@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::TaskId;
 use crate::hosts::HostStatus;
 use crate::task_definitions::{ContainerDefinition, NetworkMode};
-use crate::tasks::{ContainerState, DesiredStatus, StopCode, TaskStatus};
+use crate::tasks::{ContainerState, DesiredStatus, HealthStatus, StopCode, TaskStatus};
 
 /// The protocol version this build speaks; sent by agents in `x-berth-agent-protocol`.
 pub const AGENT_PROTOCOL_VERSION: u32 = 1;
@@ -25,6 +25,25 @@ pub struct HeartbeatRequest {
     /// Every task the agent runs or holds, so the control plane can tell it what it gave up on.
     #[serde(default)]
     pub observed: Vec<ObservedTask>,
+    /// Where the control plane reads the host's container logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs_endpoint: Option<LogsEndpoint>,
+}
+
+/// The agent's log endpoint: `GET {url}/v1/tasks/{task}/logs`, with the
+/// token as a bearer credential. The agent makes a new token when it starts.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsEndpoint {
+    /// `http://host:port`, reachable from the control plane.
+    pub url: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for LogsEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogsEndpoint").field("url", &self.url).finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -108,6 +127,9 @@ pub struct TaskStatusReport {
     pub stop_code: Option<StopCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The task's health from its essential containers' checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
 }
 
 /// Several reports in one request (`POST /v1/agent/hosts/{host}/tasks/status`),

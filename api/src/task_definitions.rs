@@ -142,6 +142,37 @@ pub struct ContainerDefinition {
     pub ulimits: Vec<Ulimit>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Mount the image's root filesystem read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub readonly_root_filesystem: bool,
+    /// When the host fetches the image (default: `ALWAYS` for a `latest` or
+    /// missing tag, else `IF_NOT_PRESENT`; an image by digest is never fetched twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    /// Most processes the container may have (default: the host's setting, 4096).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PullPolicy {
+    /// Ask the registry on every start (a moved tag is followed).
+    Always,
+    /// Use the host's copy when it has one.
+    IfNotPresent,
+}
+
+impl ContainerDefinition {
+    /// The pull policy in force, with the default filled in.
+    pub fn effective_pull_policy(&self) -> PullPolicy {
+        if let Some(p) = self.pull_policy {
+            return p;
+        }
+        let after_slash = self.image.rsplit('/').next().unwrap_or(&self.image);
+        let tagged = after_slash.contains(':') && !after_slash.ends_with(":latest");
+        if self.image.contains('@') || tagged { PullPolicy::IfNotPresent } else { PullPolicy::Always }
+    }
 }
 
 fn default_true() -> bool {

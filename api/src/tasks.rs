@@ -116,8 +116,56 @@ pub struct ContainerState {
     pub last_status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Why it stopped or failed (`OutOfMemory`, `CannotPullImage: ...`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When it exits, the task stops.
+    #[serde(default = "essential_default")]
+    pub essential: bool,
+    /// From the container's health check; absent without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
+    /// The host ports its port mappings got.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_bindings: Vec<crate::agent::HostPortBinding>,
+}
+
+fn essential_default() -> bool {
+    true
+}
+
+/// What a health check says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+    /// Not yet known (in the start period, or no check has finished).
+    Unknown,
+}
+
+impl HealthStatus {
+    /// A task's health from its containers', as ECS judges it: unhealthy if
+    /// any essential container is, healthy when every checked essential
+    /// container is, else unknown; none when no essential container has a check.
+    pub fn of_task<'a>(containers: impl Iterator<Item = (&'a ContainerState, bool)>) -> Option<HealthStatus> {
+        let mut any = false;
+        let mut all_healthy = true;
+        for (c, essential) in containers {
+            if !essential {
+                continue;
+            }
+            match c.health_status {
+                None => {}
+                Some(HealthStatus::Unhealthy) => return Some(HealthStatus::Unhealthy),
+                Some(h) => {
+                    any = true;
+                    all_healthy &= h == HealthStatus::Healthy;
+                }
+            }
+        }
+        any.then_some(if all_healthy { HealthStatus::Healthy } else { HealthStatus::Unknown })
+    }
 }
 
 /// Per-container changes applied to one run of a task definition.
@@ -198,6 +246,9 @@ pub struct Task {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     pub containers: Vec<ContainerState>,
+    /// From the essential containers' health checks; absent when none has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<HealthStatus>,
     #[serde(default, skip_serializing_if = "TaskOverrides::is_empty")]
     pub overrides: TaskOverrides,
     /// CPU units the task reserves.
@@ -268,4 +319,22 @@ pub struct ListTasksQuery {
     pub started_by: Option<String>,
     pub limit: Option<u32>,
     pub next_token: Option<String>,
+}
+
+/// `GET /v1/clusters/{cluster}/tasks/{task}/logs`: the task's container
+/// output as text, one line per line written, read from its host.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TaskLogsQuery {
+    /// One container of the task (default: all of them, each line prefixed with `[name] `).
+    pub container: Option<String>,
+    /// Only the last N lines (1-100000).
+    pub tail: Option<u32>,
+    /// Only lines written at or after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Keep the response open and send lines as they are written, until the task stops.
+    pub follow: Option<bool>,
+    /// Start each line with the time it was written (RFC 3339).
+    pub timestamps: Option<bool>,
 }

@@ -25,6 +25,12 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// Print the OpenAPI document of the API this build serves.
     Openapi,
+    /// The container logger containerd's shim runs for the agent (not for people).
+    #[command(hide = true)]
+    LogDriver {
+        /// `max_bytes:keep:path`.
+        spec: String,
+    },
     /// Print a new random master key (`id:base64key`) for BERTH_MASTER_KEYS or a key file.
     GenerateMasterKey {
         /// The key's id; name keys so rotations can be told apart [default: a date-based id].
@@ -37,6 +43,20 @@ fn main() -> ExitCode {
     // One TLS crypto provider for the whole process (ring; no C build, no OpenSSL).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    // The logger runs once per container: plain threads, no async runtime.
+    if let Command::LogDriver { spec } = &cli.command {
+        let Some(spec) = berth_host_agent::logs::DriverSpec::decode(spec) else {
+            eprintln!("berth log-driver: {spec:?} is not max_bytes:keep:/absolute/path");
+            return ExitCode::from(2);
+        };
+        return match berth_host_agent::logs::run_driver(&spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("berth log-driver: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -50,6 +70,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Agent(args) => commands::agent::run(args).await,
             Command::Openapi => commands::openapi(),
+            Command::LogDriver { .. } => Ok(()),
             Command::GenerateMasterKey { id } => {
                 let now = time::OffsetDateTime::now_utc();
                 let id =

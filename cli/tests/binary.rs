@@ -113,7 +113,7 @@ fn dev_writes_credentials_and_the_default_profile() {
     let home = tempfile::tempdir().expect("tempdir");
     let data = home.path().join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .args(["dev", "--data-dir"])
+        .args(["dev", "--no-agent", "--data-dir"])
         .arg(&data)
         .args(["--listen", &format!("127.0.0.1:{}", free_port())])
         .env("HOME", home.path())
@@ -143,4 +143,34 @@ fn dev_writes_credentials_and_the_default_profile() {
     assert_eq!(value(&profile_text, "secret_access_key"), secret);
     assert!(output.contains("endpoint:") && output.contains(&creds.display().to_string()), "{output}");
     assert!(!output.contains(&secret));
+}
+
+/// `berth dev` runs a host agent on containerd (here the private one `cargo
+/// xtask test` starts) and says so.
+#[test]
+fn dev_runs_a_host_agent_on_containerd() {
+    let socket = std::env::var("BERTH_TEST_CONTAINERD_SOCKET")
+        .expect("BERTH_TEST_CONTAINERD_SOCKET is not set: run the tests with `cargo xtask test`");
+    let home = tempfile::tempdir().expect("tempdir");
+    let data = home.path().join("data");
+    let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["dev", "--no-profile", "--containerd-socket", &socket, "--data-dir"])
+        .arg(&data)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("HOME", home.path())
+        .env_remove("BERTH_MASTER_KEYS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn berth dev");
+    // The agent registered its host (its identity is kept for the next start).
+    let identity = data.join("agent/identity.json");
+    let start = Instant::now();
+    while !identity.exists() && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let output = stop(child);
+    assert!(identity.exists(), "no host registered; output:\n{output}");
+    assert!(output.contains("host agent:  host ") && output.contains("cluster \"default\""), "{output}");
 }

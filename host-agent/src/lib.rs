@@ -7,12 +7,18 @@
 //! a long-poll on its assignment stream from its acknowledged cursor, and
 //! sequenced status reports for every task transition.
 //!
-//! Tasks run through a [`Runtime`]. The containerd runtime is the containerd
-//! issue's work; until then the only one is [`SimulatedRuntime`], a test
-//! double that reports tasks RUNNING without running anything, for tests and
-//! benchmarks (`berth agent --simulate N`).
+//! Tasks run through a [`Runtime`]: [`containerd::ContainerdRuntime`] runs
+//! them as containers through containerd's API; [`SimulatedRuntime`] is a
+//! test double that reports tasks RUNNING without running anything, for
+//! tests and benchmarks of the control plane (`berth agent --simulate N`).
+//! Container logs are written by a logger the shim runs ([`logs`]) and
+//! served to the control plane by [`logs_server`].
 
 pub mod client;
+pub mod containerd;
+pub mod logs;
+pub mod logs_server;
+pub mod registry;
 pub mod runtime;
 pub mod state;
 
@@ -22,7 +28,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_api::agent::{
-    AckRequest, HeartbeatRequest, ObservedTask, TaskStatusReport, TaskStatusReportBatch, TaskStatusReportItem,
+    AckRequest, HeartbeatRequest, LogsEndpoint, ObservedTask, TaskStatusReport, TaskStatusReportBatch,
+    TaskStatusReportItem,
 };
 use berth_api::hosts::Resources;
 use berth_api::tasks::{DesiredStatus, TaskStatus};
@@ -55,6 +62,48 @@ pub enum AgentError {
     State(#[from] std::io::Error),
     #[error("state dir: {0}")]
     StateFormat(String),
+    #[error(transparent)]
+    Runtime(#[from] containerd::RuntimeError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A containerd runtime and the endpoint that serves its containers' logs.
+pub struct ContainerdAgent {
+    pub runtime: Arc<containerd::ContainerdRuntime>,
+    pub logs_endpoint: LogsEndpoint,
+}
+
+/// Connects to containerd (re-adopting recorded tasks) and serves logs on
+/// `logs_listen`. The control plane reaches the logs at `advertise`
+/// (`http://host:port`), by default the address bound.
+pub async fn start_containerd(
+    config: containerd::ContainerdConfig,
+    logs_listen: std::net::SocketAddr,
+    advertise: Option<String>,
+) -> Result<ContainerdAgent, AgentError> {
+    let runtime = Arc::new(containerd::ContainerdRuntime::start(config).await?);
+    let listener = logs_server::bind(logs_listen).await?;
+    let bound = listener.local_addr()?;
+    let url = match advertise {
+        Some(a) => a.trim_end_matches('/').to_owned(),
+        None if bound.ip().is_unspecified() => {
+            return Err(AgentError::Config(format!(
+                "the logs endpoint listens on {bound}: say how the control plane reaches it with --logs-advertise"
+            )));
+        }
+        None => format!("http://{bound}"),
+    };
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let dyn_runtime: Arc<dyn Runtime> = runtime.clone();
+    let logs_dir = runtime.logs_dir();
+    let serve_token = token.clone();
+    tokio::spawn(async move {
+        if let Err(e) = logs_server::serve(listener, logs_dir, serve_token, dyn_runtime).await {
+            tracing::error!(error = %e, "the logs endpoint stopped");
+        }
+    });
+    Ok(ContainerdAgent { runtime, logs_endpoint: LogsEndpoint { url, token } })
 }
 
 /// Registers (or reloads) the host's identity.
@@ -102,19 +151,26 @@ pub async fn identify_with(config: &AgentConfig, http: &reqwest::Client) -> Resu
 const REPORTS_PER_REQUEST: usize = 100;
 
 /// Runs the agent until `stop` becomes true.
-pub async fn run(identity: Identity, runtime: Arc<dyn Runtime>, stop: watch::Receiver<bool>) -> Result<(), AgentError> {
-    run_with(AgentClient::new(&identity)?, runtime, stop).await
+pub async fn run(
+    identity: Identity,
+    runtime: Arc<dyn Runtime>,
+    logs_endpoint: Option<LogsEndpoint>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), AgentError> {
+    run_with(AgentClient::new(&identity)?, runtime, logs_endpoint, stop).await
 }
 
 /// [`run`] with a given client (simulated hosts share one's connections).
 pub async fn run_with(
     client: AgentClient,
     runtime: Arc<dyn Runtime>,
+    logs_endpoint: Option<LogsEndpoint>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let interval = Arc::new(std::sync::Mutex::new(Duration::from_secs(5)));
     let reporter = tokio::spawn(report_loop(client.clone(), runtime.clone(), stop.clone()));
-    let heartbeats = tokio::spawn(heartbeat_loop(client.clone(), runtime.clone(), interval.clone(), stop.clone()));
+    let heartbeats =
+        tokio::spawn(heartbeat_loop(client.clone(), runtime.clone(), logs_endpoint, interval.clone(), stop.clone()));
     loop {
         let poll = client.assignments(None, 20);
         let got = tokio::select! {
@@ -149,9 +205,12 @@ pub async fn run_with(
 async fn heartbeat_loop(
     client: AgentClient,
     runtime: Arc<dyn Runtime>,
+    logs_endpoint: Option<LogsEndpoint>,
     interval: Arc<std::sync::Mutex<Duration>>,
     stop: watch::Receiver<bool>,
 ) {
+    // Sent until the control plane has it: once per agent start.
+    let mut logs_endpoint = logs_endpoint;
     while !*stop.borrow() {
         let observed: Vec<ObservedTask> = runtime
             .observed()
@@ -159,8 +218,9 @@ async fn heartbeat_loop(
             .into_iter()
             .map(|(task_id, last_status)| ObservedTask { task_id, last_status })
             .collect();
-        match client.heartbeat(&HeartbeatRequest { observed }).await {
+        match client.heartbeat(&HeartbeatRequest { observed, logs_endpoint: logs_endpoint.clone() }).await {
             Ok(resp) => {
+                logs_endpoint = None;
                 for task in resp.stop_tasks {
                     runtime.stop(task).await;
                 }
@@ -190,6 +250,7 @@ async fn report_loop(client: AgentClient, runtime: Arc<dyn Runtime>, stop: watch
                     containers: u.containers.clone(),
                     stop_code: u.stop_code,
                     reason: u.reason.clone(),
+                    health_status: u.health_status,
                 },
             })
             .collect();

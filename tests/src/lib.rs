@@ -5,6 +5,8 @@
 //! Tests that need PostgreSQL fail loudly when it is not there: run them with
 //! `cargo xtask test`, which installs and starts it.
 
+pub mod containers;
+
 use std::net::SocketAddr;
 use std::sync::Once;
 

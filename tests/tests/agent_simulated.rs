@@ -57,6 +57,7 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
                 handles.push(tokio::spawn(berth_host_agent::run(
                     identity,
                     Arc::new(SimulatedRuntime::default()),
+                    None,
                     stop.clone(),
                 )));
             }

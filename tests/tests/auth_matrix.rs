@@ -167,7 +167,10 @@ async fn read_only_keys_are_refused_on_every_mutating_route() {
         let r = call(&ro, &route, &fill(&route.path, &b)).await;
         let allowed = !matches!(route.id.as_str(), "list_access_keys" | "get_access_key" | "list_audit_events")
             && !route.path.starts_with("/v1/accounts");
-        if allowed {
+        if route.id == "get_task_logs" {
+            // Allowed, but this task never reached a host, so it has no logs.
+            r.expect_error(404, "ResourceNotFound");
+        } else if allowed {
             assert_eq!(r.status.as_u16(), 200, "{} read-only: {}", route.id, r.body);
         } else {
             r.expect_error(403, "AccessDenied");

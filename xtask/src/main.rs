@@ -5,6 +5,7 @@
 //! - `cargo xtask openapi`: write `openapi/berth.json` from the code.
 //! - `cargo xtask bench`: run the benchmarks.
 
+mod containers;
 mod postgres;
 mod system;
 
@@ -62,6 +63,16 @@ fn test(args: &[String]) -> Result<()> {
     system::ensure_packages(&[
         system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs()),
         system::Need::binary("curl", "curl", &[]),
+        // containerd-client generates its gRPC code at build time.
+        system::Need::binary("protoc", "protobuf-compiler", &[]),
+        system::Need::binary("containerd", "containerd", &[]),
+        system::Need::binary("runc", "runc", &[]),
+        system::Need::binary("bridge", "containernetworking-plugins", &[PathBuf::from("/usr/lib/cni")]),
+        system::Need::binary("iptables", "iptables", &[]),
+        system::Need::binary("ip", "iproute2", &[]),
+        system::Need::binary("docker-registry", "docker-registry", &[]),
+        system::Need::binary("skopeo", "skopeo", &[]),
+        system::Need::binary("busybox", "busybox-static", &[]),
     ])?;
     system::ensure_python_modules(&[("botocore", "botocore")])?;
 
@@ -83,8 +94,13 @@ fn test(args: &[String]) -> Result<()> {
         build.args(["test", "--workspace", "--no-run"]);
     }
     status(build, "building tests")?;
+    // The agent's container logger is the berth binary (`berth log-driver`).
+    let mut berth = cargo();
+    berth.args(["build", "--package", "berth"]);
+    status(berth, "building the berth binary")?;
 
     let pg = postgres::Postgres::start()?;
+    let ctr = containers::Containers::start()?;
     let mut tests = cargo();
     if nextest {
         tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
@@ -93,7 +109,14 @@ fn test(args: &[String]) -> Result<()> {
     }
     tests.args(passthrough);
     tests.env("BERTH_TEST_POSTGRES_URL", pg.url());
+    tests.env("BERTH_TEST_CONTAINERD_SOCKET", &ctr.socket);
+    tests.env("BERTH_TEST_IMAGE", ctr.image());
+    tests.env("BERTH_TEST_REGISTRY", &ctr.registry_addr);
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    tests.env("BERTH_TEST_BERTH_BIN", target_dir.join("debug/berth"));
     let result = status(tests, "running tests");
+    drop(ctr);
     drop(pg);
     eprintln!("xtask: test run took {:.0} s", started.elapsed().as_secs_f64());
     result

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use berth_api::auth::RuntimeDetails;
 use berth_api::hosts::Resources;
+use berth_host_agent::containerd::ContainerdConfig;
 use berth_host_agent::{AgentConfig, SimulatedRuntime};
 use clap::Args;
 use futures::StreamExt as _;
@@ -42,6 +44,36 @@ pub struct AgentArgs {
     /// The host ports dynamic port mappings come from.
     #[arg(long, default_value = "32768-60999", value_parser = parse_range)]
     pub port_range: (u16, u16),
+    /// containerd's socket.
+    #[arg(long, env = "BERTH_CONTAINERD_SOCKET", default_value = "/run/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
+    /// The containerd namespace the agent's containers and images live in.
+    #[arg(long, default_value = "berth")]
+    pub containerd_namespace: String,
+    /// containerd snapshotter for container filesystems (`native` where overlayfs is missing).
+    #[arg(long, default_value = "overlayfs")]
+    pub snapshotter: String,
+    /// A registry (`host:port`) to reach over plain HTTP; loopback registries always are. Repeat for more.
+    #[arg(long = "insecure-registry")]
+    pub insecure_registries: Vec<String>,
+    /// Where the agent serves container logs to the control plane.
+    #[arg(long, env = "BERTH_LOGS_LISTEN", default_value = "0.0.0.0:7412")]
+    pub logs_listen: std::net::SocketAddr,
+    /// The URL the control plane reaches the logs endpoint at [default: http://<hostname>:<port>].
+    #[arg(long, env = "BERTH_LOGS_ADVERTISE")]
+    pub logs_advertise: Option<String>,
+    /// Where the CNI plugins are.
+    #[arg(long = "cni-bin-dir", default_values = ["/usr/lib/cni", "/opt/cni/bin"])]
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// The bridge tasks in bridge network mode are attached to.
+    #[arg(long, default_value = "berth0")]
+    pub bridge: String,
+    /// The subnet task addresses on the bridge come from.
+    #[arg(long, default_value = "10.213.0.0/16")]
+    pub bridge_subnet: String,
+    /// Hours a stopped task's logs are kept.
+    #[arg(long, default_value_t = 24)]
+    pub log_retention_hours: u64,
     /// Run N simulated hosts in this process: a test double that reports tasks RUNNING without
     /// running anything, for tests and benchmarks of the control plane.
     #[arg(long, value_name = "N")]
@@ -62,7 +94,7 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 }
 
 /// The machine's CPU units and memory in MiB.
-fn machine() -> (u32, u32) {
+pub fn machine() -> (u32, u32) {
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let mem_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -85,12 +117,71 @@ fn hostname() -> String {
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let _telemetry = berth_control_plane::telemetry::init(Default::default());
-    let Some(n) = args.simulate else {
-        bail!(
-            "this build has no container runtime yet (containerd support is the containerd issue's work); \
-             run with --simulate N to join N simulated hosts"
-        );
-    };
+    match args.simulate {
+        Some(n) => run_simulated(args, n).await,
+        None => run_containerd(args).await,
+    }
+}
+
+/// The containerd settings `berth agent` and `berth dev` share.
+pub fn containerd_config(args: &AgentArgs) -> anyhow::Result<ContainerdConfig> {
+    let logger = std::env::current_exe().context("finding the berth binary, which is the containers' logger")?;
+    let mut config = ContainerdConfig::with_defaults(args.containerd_socket.clone(), args.state_dir.clone(), logger);
+    config.namespace = args.containerd_namespace.clone();
+    config.snapshotter = args.snapshotter.clone();
+    config.insecure_registries = args.insecure_registries.clone();
+    config.network.cni_bin_dirs = args.cni_bin_dirs.clone();
+    config.network.bridge = args.bridge.clone();
+    config.network.subnet = args.bridge_subnet.clone();
+    config.log_retention = std::time::Duration::from_secs(args.log_retention_hours * 3600);
+    Ok(config)
+}
+
+/// The host's registration, as `berth agent` describes it.
+pub fn agent_config(args: &AgentArgs, runtime: RuntimeDetails) -> AgentConfig {
+    let (cpu, memory) = machine();
+    AgentConfig {
+        server: args.server.clone(),
+        registration_token: args.registration_token.clone(),
+        state_dir: args.state_dir.clone(),
+        hostname: hostname(),
+        total: Resources { cpu: args.cpu.unwrap_or(cpu), memory: args.memory.unwrap_or(memory) },
+        reserved: Resources { cpu: args.reserved_cpu, memory: args.reserved_memory },
+        dynamic_port_range: [args.port_range.0, args.port_range.1],
+        attributes: args.attributes.iter().cloned().collect(),
+        runtime,
+    }
+}
+
+async fn run_containerd(args: AgentArgs) -> anyhow::Result<()> {
+    let config = containerd_config(&args)?;
+    let advertise = args.logs_advertise.clone().or_else(|| {
+        args.logs_listen.ip().is_unspecified().then(|| format!("http://{}:{}", hostname(), args.logs_listen.port()))
+    });
+    let agent = berth_host_agent::start_containerd(config, args.logs_listen, advertise)
+        .await
+        .with_context(|| format!("starting the containerd runtime on {}", args.containerd_socket.display()))?;
+    let version = agent.runtime.containerd_version().await?;
+    let identity = berth_host_agent::identify(&agent_config(
+        &args,
+        RuntimeDetails { name: "containerd".into(), version: version.clone() },
+    ))
+    .await
+    .context("registering the host")?;
+    println!(
+        "host {} joined cluster {} at {} (containerd {version}, logs at {})",
+        identity.host_id, args.cluster, args.server, agent.logs_endpoint.url
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(berth_host_agent::run(identity, agent.runtime, Some(agent.logs_endpoint), stop_rx));
+    super::shutdown_signal().await;
+    // Containers keep running: a restarted agent re-adopts them.
+    let _ = stop_tx.send(true);
+    let _ = running.await;
+    Ok(())
+}
+
+async fn run_simulated(args: AgentArgs, n: u32) -> anyhow::Result<()> {
     let (cpu, memory) = machine();
     let attributes: BTreeMap<String, String> = args.attributes.iter().cloned().collect();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -129,7 +220,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     while let Some(identity) = registrations.next().await {
         let client = berth_host_agent::AgentClient::with_http(&identity?, http.clone());
         let runtime = Arc::new(SimulatedRuntime::default());
-        agents.push(tokio::spawn(berth_host_agent::run_with(client, runtime, stop_rx.clone())));
+        agents.push(tokio::spawn(berth_host_agent::run_with(client, runtime, None, stop_rx.clone())));
     }
     println!("{n} simulated host(s) joined cluster {} at {}", args.cluster, args.server);
     super::shutdown_signal().await;

@@ -25,6 +25,13 @@ pub struct DevArgs {
     /// Do not write the credentials to the CLI's default profile.
     #[arg(long)]
     pub no_profile: bool,
+    /// containerd's socket [default: /run/containerd/containerd.sock if it exists, else a private
+    /// containerd started under the data dir].
+    #[arg(long, env = "BERTH_CONTAINERD_SOCKET")]
+    pub containerd_socket: Option<PathBuf>,
+    /// Run no host agent (the API alone).
+    #[arg(long)]
+    pub no_agent: bool,
     #[command(flatten)]
     pub common: CommonServerArgs,
 }
@@ -92,19 +99,50 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         format!("{} is missing: remove {} to start afresh", creds_path.display(), data_dir.display())
     })?;
 
+    // Serve before the agent starts: it registers over the API.
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(async move {
+        let _ = shutdown_rx.await;
+    }));
+    let mut _private_containerd = None;
+    let mut _agent_stop = None;
+    let agent_line = if args.no_agent {
+        "none (--no-agent)".to_owned()
+    } else {
+        let started = match super::dev_agent::containerd(&data_dir, args.containerd_socket.clone()) {
+            Ok((socket, private)) => {
+                _private_containerd = private;
+                super::dev_agent::start(&app, &endpoint, &data_dir, socket).await
+            }
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok((host, version, stop)) => {
+                _agent_stop = Some(stop);
+                format!("host {host} in cluster \"{}\" (containerd {version})", super::dev_agent::DEV_CLUSTER)
+            }
+            // The API still works without an agent; say why there is none.
+            Err(e) => format!("none: {e:#}"),
+        }
+    };
+
     println!("Berth dev is running.");
     println!("  endpoint:    {endpoint}");
     println!("  database:    {}", data_dir.join("berth.db").display());
     println!("  credentials: {} (access key {})", creds_path.display(), profile.access_key_id);
-    // Honest about what is missing: the containerd runtime is its own piece of work.
-    println!("  host agent:  none yet (containers come with the containerd runtime); run tasks with \"queue\": true,");
-    println!("               or join simulated hosts: berth agent --simulate 1 --server {endpoint} ...");
+    println!("  host agent:  {agent_line}");
     println!("Try:");
     println!(
         "  curl -s --aws-sigv4 aws:amz:{}:berth --user {}:<secret from the file> {endpoint}/v1/clusters",
         profile.region, profile.access_key_id
     );
-    server.serve(super::shutdown_signal()).await?;
+    super::shutdown_signal().await;
+    // The agent first: its long-poll would hold the server's graceful shutdown.
+    if let Some(stop) = &_agent_stop {
+        let _ = stop.send(true);
+    }
+    let _ = shutdown_tx.send(());
+    serving.await.context("the API server task")??;
     db.close().await;
     Ok(())
 }

@@ -1,5 +1,6 @@
 pub mod agent;
 pub mod dev;
+pub mod dev_agent;
 pub mod server;
 
 /// Waits for Ctrl-C or SIGTERM.

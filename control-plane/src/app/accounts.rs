@@ -69,6 +69,14 @@ impl App {
         Ok(Some(Bootstrap { account_id: id, key }))
     }
 
+    /// The operator's account, for in-process tools (`berth dev`'s agent).
+    pub async fn operator_account_id(&self) -> AppResult<Option<AccountId>> {
+        let mut tx = self.db().begin_read().await?;
+        let row = store::accounts::get_by_name(&mut tx, OPERATOR_ACCOUNT).await?;
+        tx.rollback().await?;
+        Ok(row.map(|r| AccountId(r.id)))
+    }
+
     pub async fn create_account(
         &self,
         principal: &Principal,

@@ -177,9 +177,21 @@ impl App {
         if req.observed.len() > 10_000 {
             return Err(AppError::validation("observed", "at most 10000 tasks per heartbeat"));
         }
+        let logs = match &req.logs_endpoint {
+            Some(endpoint) => {
+                let url = &endpoint.url;
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 512 {
+                    return Err(AppError::validation("logs_endpoint.url", "must be an http:// or https:// URL"));
+                }
+                validate::text("logs_endpoint.token", &endpoint.token, 256)?;
+                let (token_key_id, token_ciphertext) = self.auth().keyring.encrypt(endpoint.token.as_bytes());
+                Some(store::hosts::LogsEndpointRow { url: url.clone(), token_key_id, token_ciphertext })
+            }
+            None => None,
+        };
         let scope = AccountScope::new(host.account_id);
         let mut tx = self.db().begin_write().await?;
-        let status = store::hosts::heartbeat(&mut tx, host.host_id, store::now())
+        let status = store::hosts::heartbeat(&mut tx, host.host_id, store::now(), logs.as_ref())
             .await?
             .ok_or_else(|| AppError::AccessDenied("the host is deregistered".into()))?;
         // Tell the agent what the control plane has given up on: tasks it

@@ -48,6 +48,9 @@ pub enum AppError {
     RequestTimeout(u64),
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
+    /// A host's agent could not be reached (for its logs).
+    #[error("{0}")]
+    HostUnreachable(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// A concurrent transaction got in the way (a host chosen by placement

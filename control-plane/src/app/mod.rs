@@ -10,6 +10,7 @@ mod error;
 pub mod events;
 pub mod hosts;
 pub mod lifecycle;
+pub mod logs;
 pub mod paging;
 pub mod placement;
 pub mod quotas;

@@ -64,6 +64,9 @@ async fn run_in_tx(
             last_status: TaskStatus::Provisioning,
             exit_code: None,
             reason: None,
+            essential: c.essential,
+            health_status: None,
+            network_bindings: Vec::new(),
         })
         .collect();
 
@@ -259,6 +262,7 @@ pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
         host_id: row.host_id.map(berth_api::HostId),
         cluster: row.cluster_name,
         started_by: row.started_by,
+        health_status: berth_api::tasks::HealthStatus::of_task(row.containers.0.iter().map(|c| (c, c.essential))),
         containers: row.containers.0,
         overrides: row.overrides.0,
         cpu: u32::try_from(row.cpu).unwrap_or(u32::MAX),
@@ -338,7 +342,7 @@ pub(crate) fn apply_overrides(
     Ok(out)
 }
 
-async fn resolve_task(tx: &mut Tx, scope: AccountScope, cluster: &str, task: &str) -> AppResult<TaskRow> {
+pub(crate) async fn resolve_task(tx: &mut Tx, scope: AccountScope, cluster: &str, task: &str) -> AppResult<TaskRow> {
     let cluster = clusters::resolve(tx, scope, cluster).await?;
     let id: TaskId = task.parse().map_err(|_| AppError::not_found("task", task))?;
     store::tasks::get(tx, scope, cluster.cluster_id(), id).await?.ok_or_else(|| AppError::not_found("task", task))

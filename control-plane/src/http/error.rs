@@ -75,7 +75,7 @@ pub fn code_of(e: &AppError) -> (ErrorCode, Option<String>) {
         AppError::TooManyConcurrent(_) => (ErrorCode::TooManyConcurrentRequests, None),
         AppError::RequestTimeout(_) => (ErrorCode::RequestTimeout, None),
         AppError::LimitExceeded(_) => (ErrorCode::LimitExceeded, None),
-        AppError::Unavailable(_) => (ErrorCode::ServiceUnavailable, None),
+        AppError::Unavailable(_) | AppError::HostUnreachable(_) => (ErrorCode::ServiceUnavailable, None),
         AppError::Internal(_) => (ErrorCode::InternalError, None),
     }
 }

@@ -91,6 +91,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::run, tasks::list))
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::stop))
+        .routes(routes!(tasks::logs))
         .routes(routes!(events::list))
         .routes(routes!(events::stream))
 }

@@ -381,12 +381,31 @@ pub async fn count_in_cluster(tx: &mut Tx, scope: AccountScope, cluster: Cluster
 
 /// Records a heartbeat. A DISCONNECTED or LOST host that heartbeats is ACTIVE
 /// again. The version is not bumped: heartbeats must not make placements conflict.
-pub async fn heartbeat(tx: &mut Tx, id: HostId, now: OffsetDateTime) -> StoreResult<Option<String>> {
+/// Where the agent serves its logs, with its token encrypted.
+#[derive(Clone, Debug)]
+pub struct LogsEndpointRow {
+    pub url: String,
+    pub token_key_id: String,
+    pub token_ciphertext: String,
+}
+
+pub async fn heartbeat(
+    tx: &mut Tx,
+    id: HostId,
+    now: OffsetDateTime,
+    logs: Option<&LogsEndpointRow>,
+) -> StoreResult<Option<String>> {
     #[derive(FromRow)]
     struct Status {
         status: String,
     }
-    let stmt = Query::update()
+    let mut stmt = Query::update();
+    if let Some(l) = logs {
+        stmt.value(Hosts::LogsUrl, l.url.as_str())
+            .value(Hosts::LogsTokenKeyId, l.token_key_id.as_str())
+            .value(Hosts::LogsTokenCiphertext, l.token_ciphertext.as_str());
+    }
+    let stmt = stmt
         .table(Hosts::Table)
         .value(Hosts::LastHeartbeatAt, now)
         .value(Hosts::Status, Expr::cust("CASE WHEN status IN ('DISCONNECTED', 'LOST') THEN 'ACTIVE' ELSE status END"))
@@ -395,6 +414,29 @@ pub async fn heartbeat(tx: &mut Tx, id: HostId, now: OffsetDateTime) -> StoreRes
         .returning_col(Hosts::Status)
         .to_owned();
     Ok(tx.fetch_optional::<Status, _>(&stmt).await?.map(|s| s.status))
+}
+
+/// The host's logs endpoint, if its agent sent one.
+pub async fn logs_endpoint(tx: &mut Tx, scope: AccountScope, id: HostId) -> StoreResult<Option<LogsEndpointRow>> {
+    #[derive(FromRow)]
+    struct Row {
+        logs_url: Option<String>,
+        logs_token_key_id: Option<String>,
+        logs_token_ciphertext: Option<String>,
+    }
+    let stmt = Query::select()
+        .columns([Hosts::LogsUrl, Hosts::LogsTokenKeyId, Hosts::LogsTokenCiphertext])
+        .from(Hosts::Table)
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.account_id().0))
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .to_owned();
+    let row: Option<Row> = tx.fetch_optional(&stmt).await?;
+    Ok(row.and_then(|r| match (r.logs_url, r.logs_token_key_id, r.logs_token_ciphertext) {
+        (Some(url), Some(token_key_id), Some(token_ciphertext)) => {
+            Some(LogsEndpointRow { url, token_key_id, token_ciphertext })
+        }
+        _ => None,
+    }))
 }
 
 /// A host whose heartbeats stopped.

@@ -55,6 +55,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0007_live_task_index.sql"),
         include_str!("../../../migrations/sqlite/0007_live_task_index.sql"),
     ),
+    (
+        8,
+        "agent_logs_endpoint",
+        include_str!("../../../migrations/postgres/0008_agent_logs_endpoint.sql"),
+        include_str!("../../../migrations/sqlite/0008_agent_logs_endpoint.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

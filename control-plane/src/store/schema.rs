@@ -231,6 +231,9 @@ pub enum Hosts {
     LastHeartbeatAt,
     AssignmentSeq,
     AssignmentAcked,
+    LogsUrl,
+    LogsTokenKeyId,
+    LogsTokenCiphertext,
 }
 
 #[derive(Iden, Clone, Copy)]

@@ -2,9 +2,11 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use berth_api::ErrorBody;
-use berth_api::tasks::{ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse, StopTaskRequest, Task};
+use berth_api::tasks::{
+    ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse, StopTaskRequest, Task, TaskLogsQuery,
+};
 
 use super::{MutationHeaders, idempotency};
 use crate::app::AppError;
@@ -85,4 +87,26 @@ pub async fn stop(
     let idem = idempotency(key, None, &format!("POST /v1/clusters/{cluster}/tasks/{task}/stop"), &req)?;
     let w = state.app.stop_task(&principal, &cluster, &task, req, if_match, idem.as_ref()).await?;
     Ok(written(StatusCode::OK, w))
+}
+
+/// Read a task's container logs (stdout and stderr) from its host, as text.
+/// Logs stay readable after the task stops, for the host's retention.
+#[utoipa::path(get, path = "/v1/clusters/{cluster}/tasks/{task}/logs", tag = "tasks", operation_id = "get_task_logs",
+    params(("cluster" = String, Path, description = "Cluster name or id"), ("task" = String, Path, description = "Task id"),
+           TaskLogsQuery),
+    responses(
+        (status = 200, description = "The lines, oldest first; with follow, new lines as they are written", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such cluster, task or container, or the task never reached a host", body = ErrorBody),
+        (status = 422, description = "A parameter is invalid", body = ErrorBody),
+        (status = 503, description = "The task's host cannot be reached", body = ErrorBody),
+    ))]
+pub async fn logs(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((cluster, task)): Path<(String, String)>,
+    ApiQuery(query): ApiQuery<TaskLogsQuery>,
+) -> Result<Response, AppError> {
+    let upstream = state.app.task_logs(&principal, &cluster, &task, &query).await?;
+    let body = axum::body::Body::from_stream(upstream.bytes_stream());
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }

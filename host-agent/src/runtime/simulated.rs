@@ -1,40 +1,14 @@
-//! Runtimes run tasks on the host. The containerd runtime is the containerd
-//! issue's; [`SimulatedRuntime`] is a test double.
+//! A runtime that runs nothing, for tests and benchmarks of the protocol.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_api::TaskId;
 use berth_api::agent::AgentTask;
-use berth_api::tasks::{ContainerState, StopCode, TaskStatus};
+use berth_api::tasks::{ContainerState, TaskStatus};
 use tokio::sync::mpsc;
 
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-
-/// A task transition the agent must report.
-#[derive(Clone, Debug)]
-pub struct TaskUpdate {
-    pub task_id: TaskId,
-    pub last_status: TaskStatus,
-    pub containers: Vec<ContainerState>,
-    pub stop_code: Option<StopCode>,
-    pub reason: Option<String>,
-}
-
-/// What runs tasks. Calls are idempotent: starting a task that runs, or
-/// stopping one that is gone, does nothing.
-pub trait Runtime: Send + Sync {
-    fn start(&self, task: AgentTask) -> BoxFuture<'_, ()>;
-    fn stop(&self, task: TaskId) -> BoxFuture<'_, ()>;
-    /// Every task the runtime holds and its state.
-    fn observed(&self) -> BoxFuture<'_, Vec<(TaskId, TaskStatus)>>;
-    /// The next transitions to report (waiting for the first, then taking up
-    /// to `max` that are ready), so they go out in one request; None when
-    /// the runtime shuts down.
-    fn next_updates(&self, max: usize) -> BoxFuture<'_, Option<Vec<TaskUpdate>>>;
-    /// Drops a stopped task once its end was reported.
-    fn forget(&self, task: TaskId) -> BoxFuture<'_, ()>;
-}
+use super::{BoxFuture, Runtime, TaskUpdate};
 
 /// A test double: tasks go RUNNING at once and STOPPED when asked (exit code
 /// 0), with nothing actually run. For tests and benchmarks of the protocol
@@ -61,6 +35,9 @@ fn containers(names: &[String], image: &str, status: TaskStatus, exit: Option<i3
             last_status: status,
             exit_code: exit,
             reason: None,
+            essential: true,
+            health_status: None,
+            network_bindings: Vec::new(),
         })
         .collect()
 }
@@ -84,6 +61,7 @@ impl Runtime for SimulatedRuntime {
                     containers: containers(&names, &image, TaskStatus::Running, None),
                     stop_code: None,
                     reason: None,
+                    health_status: None,
                 });
             }
         })
@@ -108,6 +86,7 @@ impl Runtime for SimulatedRuntime {
                     containers: containers(&names, "", TaskStatus::Stopped, Some(0)),
                     stop_code: None,
                     reason: Some("stopped by the simulated runtime".into()),
+                    health_status: None,
                 });
             }
         })
@@ -140,23 +119,5 @@ impl Runtime for SimulatedRuntime {
                 t.remove(&task);
             }
         })
-    }
-}
-
-/// Report sequence numbers that keep increasing across restarts: the larger
-/// of the previous one plus one and the current time in microseconds.
-#[derive(Default)]
-pub struct Sequencer {
-    last: i64,
-}
-
-impl Sequencer {
-    pub fn next_seq(&mut self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        self.last = (self.last + 1).max(now);
-        self.last
     }
 }

@@ -1,0 +1,248 @@
+//! Task networks: one named network namespace per task (so every container
+//! of the task shares it, and removal works after an agent restart), set
+//! up by calling the standard CNI plugins directly (bridge, host-local,
+//! portmap, loopback), the way a container runtime does.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use berth_api::agent::HostPortBinding;
+use berth_api::task_definitions::{NetworkMode, Protocol};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt as _;
+use tokio::process::Command;
+
+use super::RuntimeError;
+
+/// How the host's task networks are built.
+#[derive(Clone, Debug)]
+pub struct NetworkConfig {
+    /// Where the CNI plugins are (Debian: /usr/lib/cni).
+    pub cni_bin_dirs: Vec<PathBuf>,
+    pub bridge: String,
+    pub subnet: String,
+    /// host-local's allocation records.
+    pub ipam_dir: PathBuf,
+}
+
+impl NetworkConfig {
+    pub fn with_defaults() -> Self {
+        NetworkConfig {
+            cni_bin_dirs: vec![PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
+            bridge: "berth0".into(),
+            subnet: "10.213.0.0/16".into(),
+            // host-local keeps one allocation record per network: machine-wide, like the bridge.
+            ipam_dir: PathBuf::from("/var/lib/cni/networks"),
+        }
+    }
+
+    fn network_name(&self) -> String {
+        format!("berth-{}", self.bridge)
+    }
+
+    fn plugins(&self) -> Vec<Value> {
+        vec![
+            json!({
+                "type": "bridge", "bridge": self.bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local", "dataDir": self.ipam_dir,
+                    "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}]
+                }
+            }),
+            json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
+        ]
+    }
+}
+
+/// A task's network as set up, kept in its record so it can be torn down.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TaskNetwork {
+    /// The named namespace (`/run/netns/<name>`); none in host mode.
+    pub netns: Option<String>,
+    /// Each plugin's ADD result, in order, for DEL.
+    pub cni_results: Vec<Value>,
+    pub ip: Option<String>,
+}
+
+impl TaskNetwork {
+    pub fn netns_path(&self) -> Option<PathBuf> {
+        self.netns.as_ref().map(|n| PathBuf::from("/run/netns").join(n))
+    }
+}
+
+fn port_mappings(ports: &[HostPortBinding]) -> Vec<Value> {
+    ports
+        .iter()
+        .map(|p| {
+            json!({
+                "hostPort": p.host_port, "containerPort": p.container_port,
+                "protocol": match p.protocol { Protocol::Tcp => "tcp", Protocol::Udp => "udp" }
+            })
+        })
+        .collect()
+}
+
+async fn run(cmd: &mut Command, what: &str) -> Result<String, RuntimeError> {
+    let out = cmd.output().await.map_err(|e| RuntimeError::Network(format!("{what}: {e}")))?;
+    if !out.status.success() {
+        return Err(RuntimeError::Network(format!("{what}: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn netns_name(task_id: &berth_api::TaskId) -> String {
+    format!("berth-{}", task_id.as_uuid().simple())
+}
+
+/// Sets up the task's network: nothing for host mode, a namespace with
+/// loopback for none, and the bridge with port mappings for bridge.
+pub async fn set_up(
+    config: &NetworkConfig,
+    task_id: &berth_api::TaskId,
+    mode: NetworkMode,
+    ports: &[HostPortBinding],
+) -> Result<TaskNetwork, RuntimeError> {
+    if mode == NetworkMode::Host {
+        return Ok(TaskNetwork::default());
+    }
+    let name = netns_name(task_id);
+    if !Path::new("/run/netns").join(&name).exists() {
+        run(Command::new("ip").args(["netns", "add", &name]), "ip netns add").await?;
+    }
+    let mut network = TaskNetwork { netns: Some(name.clone()), ..Default::default() };
+    run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]), "bringing up loopback").await?;
+    if mode == NetworkMode::None {
+        return Ok(network);
+    }
+    let netns_path = network.netns_path().unwrap_or_default();
+    let mappings = port_mappings(ports);
+    let mut previous: Option<Value> = None;
+    for plugin in config.plugins() {
+        let result = invoke(config, &plugin, "ADD", task_id, &netns_path, previous.as_ref(), &mappings).await;
+        match result {
+            Ok(r) => {
+                network.cni_results.push(r.clone());
+                previous = Some(r);
+            }
+            Err(e) => {
+                // Undo what was done, so a retry starts clean.
+                let _ = tear_down(config, task_id, &network, ports).await;
+                return Err(e);
+            }
+        }
+    }
+    network.ip = previous
+        .as_ref()
+        .and_then(|r| r.get("ips"))
+        .and_then(|ips| ips.get(0))
+        .and_then(|ip| ip.get("address"))
+        .and_then(|a| a.as_str())
+        .map(|a| a.split('/').next().unwrap_or(a).to_owned());
+    Ok(network)
+}
+
+/// Undoes [`set_up`]; what is already gone is fine.
+pub async fn tear_down(
+    config: &NetworkConfig,
+    task_id: &berth_api::TaskId,
+    network: &TaskNetwork,
+    ports: &[HostPortBinding],
+) -> Result<(), RuntimeError> {
+    let Some(name) = &network.netns else { return Ok(()) };
+    let netns_path = network.netns_path().unwrap_or_default();
+    let plugins = config.plugins();
+    // portmap finds the rules to remove from the mappings, so DEL gets them too.
+    let mappings = port_mappings(ports);
+    let mut first_error = None;
+    if !network.cni_results.is_empty() {
+        for (i, plugin) in plugins.iter().enumerate().rev() {
+            let previous = network.cni_results.get(i).or(network.cni_results.last());
+            if let Err(e) = invoke(config, plugin, "DEL", task_id, &netns_path, previous, &mappings).await {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if Path::new("/run/netns").join(name).exists() {
+        run(Command::new("ip").args(["netns", "delete", name]), "ip netns delete").await?;
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Runs one CNI plugin as the CNI spec says: configuration on stdin, the
+/// command and container in the environment, the result on stdout.
+async fn invoke(
+    config: &NetworkConfig,
+    plugin: &Value,
+    command: &str,
+    task_id: &berth_api::TaskId,
+    netns: &Path,
+    previous: Option<&Value>,
+    mappings: &[Value],
+) -> Result<Value, RuntimeError> {
+    let kind = plugin.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
+    let binary = config.cni_bin_dirs.iter().map(|d| d.join(&kind)).find(|p| p.exists()).ok_or_else(|| {
+        RuntimeError::Network(format!(
+            "the CNI plugin {kind} is not installed (apt-get install containernetworking-plugins)"
+        ))
+    })?;
+    let mut conf = plugin.clone();
+    conf["cniVersion"] = json!("1.0.0");
+    conf["name"] = json!(config.network_name());
+    if let Some(p) = previous {
+        conf["prevResult"] = p.clone();
+    }
+    if kind == "portmap" {
+        conf["runtimeConfig"] = json!({ "portMappings": mappings });
+    }
+    let path = std::env::join_paths(&config.cni_bin_dirs).unwrap_or_default();
+    let mut child = Command::new(&binary)
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", task_id.as_uuid().simple().to_string())
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RuntimeError::Network(format!("running {}: {e}", binary.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let bytes = serde_json::to_vec(&conf).unwrap_or_default();
+        stdin.write_all(&bytes).await.map_err(|e| RuntimeError::Network(format!("CNI {kind}: {e}")))?;
+    }
+    let out = child.wait_with_output().await.map_err(|e| RuntimeError::Network(format!("CNI {kind}: {e}")))?;
+    if !out.status.success() {
+        let msg = serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.get("msg").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        return Err(RuntimeError::Network(format!("CNI {kind} {command}: {msg}")));
+    }
+    if command == "DEL" || out.stdout.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| RuntimeError::Network(format!("CNI {kind} result: {e}")))
+}
+
+/// `hosts` and `resolv.conf` for the task: its own name, and the host's resolvers.
+pub fn write_etc_files(dir: &Path, hostname: &str, network: &TaskNetwork) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let ip_line = network.ip.as_ref().map(|ip| format!("{ip}\t{hostname}\n")).unwrap_or_default();
+    std::fs::write(
+        dir.join("hosts"),
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip_line}"),
+    )?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // A loopback resolver of the host is unreachable from the task's namespace.
+    let usable: String = resolv
+        .lines()
+        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("resolv.conf"), usable)
+}

@@ -1,0 +1,319 @@
+//! Tasks as real containers: a real host agent on the private containerd and
+//! registry that `cargo xtask test` starts, with a test image built from
+//! busybox-static. What a user checks: the task RUNNING in containerd, its
+//! logs, exit codes, limits, ports, health, stop behaviour and recovery.
+
+use std::time::Duration;
+
+use berth_tests::containers::{ContainerEnv, InProcessAgent, logs, register, run_one, wait_task};
+use berth_tests::{Backend, TestServer};
+use serde_json::json;
+
+fn status(t: &serde_json::Value) -> &str {
+    t["last_status"].as_str().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_runs_in_containerd_serves_its_logs_and_stops_cleanly() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    register(
+        &c,
+        &env,
+        "web",
+        json!({"container_definitions": [{"name": "app", "memory": 64, "command": ["sh", "-c",
+            "echo started; echo to-stderr >&2; trap 'echo bye; exit 0' TERM; while true; do sleep 1; done"]}]}),
+    )
+    .await;
+    let task = run_one(&c, "prod", "web").await;
+    let running = wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    assert_eq!(running["host_id"], agent.host_id.as_str());
+    assert_eq!(running["containers"][0]["last_status"], "RUNNING");
+
+    // containerd agrees: the container runs, in the agent's namespace.
+    let (ctr_status, pid) = env.container_status(&task, 0).await.expect("containerd knows the container");
+    assert_eq!(ctr_status, "RUNNING");
+    assert!(pid > 0);
+
+    // Both streams reach the logs, through the control plane.
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = logs(&c, "prod", &task, "").await;
+        if text.contains("to-stderr") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("started\n") && text.contains("to-stderr\n"), "logs: {text:?}");
+    let stamped = logs(&c, "prod", &task, "?timestamps=true&tail=1").await;
+    assert_eq!(stamped.lines().count(), 1, "tail=1 gives one line: {stamped:?}");
+    assert!(stamped.starts_with("20"), "timestamps come first: {stamped:?}");
+    // Another tenant sees neither the task nor its logs.
+    let other = s.tenant("other").await;
+    other.create_cluster("prod").await;
+    other.get(&format!("/v1/clusters/prod/tasks/{task}/logs")).await.expect_error(404, "ResourceNotFound");
+    c.get(&format!("/v1/clusters/prod/tasks/{task}/logs?tail=0")).await.expect_error(422, "ValidationError");
+
+    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
+    let stopped = wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(stopped["stop_code"], "UserInitiated");
+    assert_eq!(stopped["containers"][0]["exit_code"], 0, "the TERM trap ran: {stopped}");
+    assert!(env.container_status(&task, 0).await.is_none(), "the container was removed from containerd");
+    // The logs outlive the task.
+    let after = logs(&c, "prod", &task, "").await;
+    assert!(after.contains("bye\n"), "logs after the stop: {after:?}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn exit_codes_out_of_memory_and_bad_images_reach_the_api() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    register(
+        &c,
+        &env,
+        "exits",
+        json!({"container_definitions": [
+        {"name": "app", "memory": 32, "command": ["sh", "-c", "echo done; exit 3"]}]}),
+    )
+    .await;
+    register(
+        &c,
+        &env,
+        "hog",
+        json!({"container_definitions": [
+        {"name": "app", "memory": 16, "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]}]}),
+    )
+    .await;
+    let missing = format!("{}/berth/does-not-exist:1", env.registry);
+    register(
+        &c,
+        &env,
+        "missing",
+        json!({"container_definitions": [
+        {"name": "app", "image": missing, "memory": 16, "command": ["true"]}]}),
+    )
+    .await;
+
+    let exits = run_one(&c, "prod", "exits").await;
+    let hog = run_one(&c, "prod", "hog").await;
+    let bad = run_one(&c, "prod", "missing").await;
+
+    let t = wait_task(&c, "prod", &exits, 60, "the exit", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["stop_code"], "EssentialContainerExited", "{t}");
+    assert_eq!(t["containers"][0]["exit_code"], 3);
+
+    let t = wait_task(&c, "prod", &hog, 60, "the OOM kill", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["containers"][0]["exit_code"], 137, "{t}");
+    assert_eq!(t["containers"][0]["reason"], "OutOfMemory", "{t}");
+
+    let t = wait_task(&c, "prod", &bad, 60, "the failed pull", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["stop_code"], "TaskFailedToStart");
+    let reason = t["stopped_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("CannotPullImage:") && reason.contains("does-not-exist"), "{t}");
+    assert!(reason.contains("MANIFEST_UNKNOWN") || reason.contains("NAME_UNKNOWN"), "the registry's words: {reason}");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dynamic_host_port_answers_on_loopback() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    register(
+        &c,
+        &env,
+        "httpd",
+        json!({"network_mode": "bridge", "container_definitions": [
+        {"name": "web", "memory": 32, "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
+         "port_mappings": [{"container_port": 80}]}]}),
+    )
+    .await;
+    let task = run_one(&c, "prod", "httpd").await;
+    let t = wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let binding = &t["containers"][0]["network_bindings"][0];
+    assert_eq!(binding["container_port"], 80);
+    let port = binding["host_port"].as_u64().expect("a host port");
+    assert!((40000..=40999).contains(&port), "the port comes from the host's dynamic range: {t}");
+    let http = reqwest::Client::new();
+    let mut body = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/index.html")).send().await
+            && let Ok(text) = r.text().await
+        {
+            body = text;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body, "hello from berth\n");
+    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
+    wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert!(
+        http.get(format!("http://127.0.0.1:{port}/index.html")).timeout(Duration::from_secs(2)).send().await.is_err(),
+        "nothing answers on the port after the stop"
+    );
+    let nat = std::process::Command::new("iptables-save").args(["-t", "nat"]).output().expect("iptables-save");
+    let id = task.replace('-', "");
+    assert!(!String::from_utf8_lossy(&nat.stdout).contains(&id), "the task's port-mapping rules were removed");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_checks_and_essential_containers_drive_the_task() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    // The app is healthy while /tmp/healthy exists; it removes it after a while.
+    // The sidecar (not essential) ends on its own; the task runs on.
+    register(&c, &env, "checked", json!({"container_definitions": [
+        {"name": "app", "memory": 32, "command": ["sh", "-c", "touch /tmp/healthy; sleep 8; rm /tmp/healthy; sleep 3600"],
+         "health_check": {"command": ["CMD-SHELL", "test -f /tmp/healthy"], "interval": 5, "timeout": 2, "retries": 1}},
+        {"name": "sidecar", "memory": 16, "essential": false, "command": ["sh", "-c", "exit 0"]}]}))
+    .await;
+    let task = run_one(&c, "prod", "checked").await;
+    let t = wait_task(&c, "prod", &task, 60, "HEALTHY", |t| t["health_status"] == "HEALTHY").await;
+    assert_eq!(status(&t), "RUNNING");
+    let t = wait_task(&c, "prod", &task, 60, "the sidecar's exit", |t| t["containers"][1]["last_status"] == "STOPPED")
+        .await;
+    assert_eq!(t["containers"][1]["exit_code"], 0);
+    assert_eq!(status(&t), "RUNNING", "a non-essential container's exit leaves the task running");
+    let t = wait_task(&c, "prod", &task, 60, "UNHEALTHY", |t| t["health_status"] == "UNHEALTHY").await;
+    assert_eq!(t["containers"][0]["health_status"], "UNHEALTHY");
+    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
+    wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_that_ignores_the_stop_signal_is_killed_after_its_stop_timeout() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    // As PID 1, sleep has no default action for SIGTERM: only SIGKILL ends it.
+    register(
+        &c,
+        &env,
+        "stubborn",
+        json!({"container_definitions": [
+        {"name": "app", "memory": 16, "stop_timeout": 2, "command": ["sleep", "3600"]}]}),
+    )
+    .await;
+    let task = run_one(&c, "prod", "stubborn").await;
+    wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let asked = std::time::Instant::now();
+    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
+    let t = wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["containers"][0]["exit_code"], 137, "SIGKILL ended it: {t}");
+    assert!(asked.elapsed() >= Duration::from_secs(2), "the stop timeout was waited out");
+    agent.stop().await;
+}
+
+/// `berth agent` as its own process, so it can be killed for real.
+struct AgentProcess {
+    child: std::process::Child,
+}
+
+impl AgentProcess {
+    fn start(env: &ContainerEnv, server: &str, token: &str, state_dir: &std::path::Path) -> AgentProcess {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(state_dir.join("agent.log")).expect("log");
+        let child = std::process::Command::new(&env.berth_bin)
+            .args(["agent", "--server", server, "--cluster", "prod", "--registration-token", token])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .arg("--containerd-socket")
+            .arg(&env.socket)
+            .args(["--logs-listen", "127.0.0.1:0", "--cpu", "2048", "--memory", "4096", "--port-range", "41000-41999"])
+            .args([
+                "--bridge",
+                berth_tests::containers::TEST_BRIDGE,
+                "--bridge-subnet",
+                berth_tests::containers::TEST_SUBNET,
+            ])
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start berth agent");
+        AgentProcess { child }
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no chance to tidy up.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_killed_and_restarted_re_adopts_its_containers() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let token = c.post("/v1/clusters/prod/registration-tokens", json!({"max_uses": 1})).await.expect(201);
+    let token = token["token"].as_str().expect("token").to_owned();
+    let state = tempfile::tempdir().expect("state dir");
+    let server = format!("http://{}", s.addr);
+    let agent = AgentProcess::start(&env, &server, &token, state.path());
+    register(
+        &c,
+        &env,
+        "long",
+        json!({"container_definitions": [{"name": "app", "memory": 16,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
+    )
+    .await;
+    let mut task = None;
+    for _ in 0..100 {
+        let run = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "long"})).await.expect(201);
+        if let Some(id) = run["tasks"][0]["id"].as_str() {
+            task = Some(id.to_owned());
+            break;
+        }
+        // The agent has not registered yet.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let task = task.expect("the agent's host took the task");
+    wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let (_, pid_before) = env.container_status(&task, 0).await.expect("the container runs");
+
+    agent.kill();
+    assert_eq!(
+        env.container_status(&task, 0).await.map(|s| s.0).as_deref(),
+        Some("RUNNING"),
+        "containers outlive the agent"
+    );
+    let agent = AgentProcess::start(&env, &server, &token, state.path());
+    // The restarted agent keeps its identity (the token was single-use) and heartbeats again.
+    let hosts = c.get("/v1/clusters/prod/hosts").await.expect(200);
+    assert_eq!(hosts["hosts"].as_array().map(Vec::len), Some(1), "{hosts}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let agent_log = || std::fs::read_to_string(state.path().join("agent.log")).unwrap_or_default();
+    let (status_after, pid_after) = env
+        .container_status(&task, 0)
+        .await
+        .unwrap_or_else(|| panic!("the container is gone; agent log:\n{}", agent_log()));
+    assert_eq!((status_after.as_str(), pid_after), ("RUNNING", pid_before), "re-adopted, not started again");
+    let t = c.get(&format!("/v1/clusters/prod/tasks/{task}")).await.expect(200);
+    assert_eq!(status(&t), "RUNNING");
+
+    // The re-adopted container stops as any other, and nothing is left behind.
+    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
+    let t = wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["containers"][0]["exit_code"], 0, "{t}");
+    assert!(env.container_status(&task, 0).await.is_none());
+    assert!(!state.path().join("tasks").join(format!("{task}.json")).exists(), "the task record is gone");
+    agent.kill();
+}
