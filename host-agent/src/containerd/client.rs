@@ -13,6 +13,7 @@ use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::version_client::VersionClient;
+use containerd_client::services::v1::{CreateRequest, DeleteRequest};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -70,6 +71,37 @@ impl Containerd {
             r.metadata_mut().insert("containerd-lease", v);
         }
         r
+    }
+
+    /// Takes a lease: what is created under it ([`Containerd::leased`]) is
+    /// safe from the garbage collector until [`Containerd::release_lease`],
+    /// or until `ttl` passes if the agent dies first.
+    pub async fn take_lease(&self, id: &str, ttl: Duration) -> Result<(), RuntimeError> {
+        let expire = time::OffsetDateTime::now_utc() + ttl;
+        let labels = std::collections::HashMap::from([(
+            "containerd.io/gc.expire".to_owned(),
+            expire.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        )]);
+        let created =
+            call("create lease", self.leases().create(self.req(CreateRequest { id: id.to_owned(), labels }))).await;
+        match created {
+            Ok(_) => Ok(()),
+            // Left by an agent that died holding it: take it over.
+            Err(e) if e.code() == Some(Code::AlreadyExists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Releases a lease; a failure only delays the garbage collector until the lease expires.
+    pub async fn release_lease(&self, id: &str) {
+        let released = call_idempotent(
+            "delete lease",
+            self.leases().delete(self.req(DeleteRequest { id: id.to_owned(), sync: false })),
+        )
+        .await;
+        if let Err(e) = released {
+            tracing::debug!(lease = id, error = %e, "could not release a lease; it will expire");
+        }
     }
 
     pub fn containers(&self) -> ContainersClient<Channel> {

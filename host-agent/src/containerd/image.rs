@@ -136,26 +136,9 @@ impl ImageStore {
         resolved: ResolvedManifest,
     ) -> Result<ReadyImage, RuntimeError> {
         let lease = format!("berth-pull-{}", uuid_like());
-        let expire = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-        let labels = HashMap::from([(
-            "containerd.io/gc.expire".to_owned(),
-            expire.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        )]);
-        call(
-            "create lease",
-            self.ctr
-                .leases()
-                .create(self.ctr.req(containerd_client::services::v1::CreateRequest { id: lease.clone(), labels })),
-        )
-        .await?;
+        self.ctr.take_lease(&lease, Duration::from_secs(3600)).await?;
         let result = self.store_leased(name, registry, resolved, &lease).await;
-        let _ = call_idempotent(
-            "delete lease",
-            self.ctr
-                .leases()
-                .delete(self.ctr.req(containerd_client::services::v1::DeleteRequest { id: lease, sync: false })),
-        )
-        .await;
+        self.ctr.release_lease(&lease).await;
         result
     }
 

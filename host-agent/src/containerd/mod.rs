@@ -39,7 +39,7 @@ use self::client::{Containerd, call, call_idempotent};
 use self::image::{ImageStore, ReadyImage};
 use self::network::{NetworkConfig, TaskNetwork};
 use crate::logs::DriverSpec;
-use crate::runtime::{BoxFuture, Runtime, TaskUpdate};
+use crate::runtime::{BoxFuture, Runtime, TaskUpdate, UpdateQueue};
 
 const TASK_LABEL: &str = "berth.io/task";
 const CONTAINER_LABEL: &str = "berth.io/container";
@@ -153,6 +153,8 @@ struct FinalState {
 struct Handle {
     status: Arc<Mutex<TaskStatus>>,
     stop: watch::Sender<bool>,
+    /// The task's images by their stored names, kept from garbage collection.
+    images: Vec<String>,
 }
 
 struct Inner {
@@ -162,14 +164,13 @@ struct Inner {
     images: ImageStore,
     config: ContainerdConfig,
     tasks: Mutex<HashMap<TaskId, Handle>>,
-    updates: mpsc::UnboundedSender<TaskUpdate>,
+    updates: UpdateQueue,
 }
 
 /// The containerd runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct ContainerdRuntime {
     inner: Arc<Inner>,
-    updates: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<TaskUpdate>>>,
 }
 
 fn container_id(task: &TaskId, index: usize) -> String {
@@ -187,10 +188,15 @@ impl ContainerdRuntime {
         let http = crate::registry::http().map_err(|e| RuntimeError::Config(e.to_string()))?;
         let images = ImageStore::new(ctr.clone(), http, config.insecure_registries.clone());
         let agent_id = agent_id(&config.state_dir)?;
-        let (tx, rx) = mpsc::unbounded_channel();
         let runtime = ContainerdRuntime {
-            inner: Arc::new(Inner { ctr, agent_id, images, config, tasks: Mutex::new(HashMap::new()), updates: tx }),
-            updates: Arc::new(tokio::sync::Mutex::new(rx)),
+            inner: Arc::new(Inner {
+                ctr,
+                agent_id,
+                images,
+                config,
+                tasks: Mutex::new(HashMap::new()),
+                updates: UpdateQueue::default(),
+            }),
         };
         runtime.recover().await?;
         runtime.spawn_housekeeping();
@@ -246,7 +252,13 @@ impl ContainerdRuntime {
             if tasks.contains_key(&task_id) {
                 return;
             }
-            tasks.insert(task_id, Handle { status: status.clone(), stop: stop_tx });
+            let images = record
+                .task
+                .containers
+                .iter()
+                .filter_map(|c| crate::registry::ImageReference::parse(&c.image).ok().map(|r| r.to_string()))
+                .collect();
+            tasks.insert(task_id, Handle { status: status.clone(), stop: stop_tx, images });
         }
         let inner = self.inner.clone();
         tokio::spawn(async move { Supervisor::new(inner, record, status, stop_rx).run().await });
@@ -279,12 +291,8 @@ impl ContainerdRuntime {
 }
 
 fn images_in_use(inner: &Inner) -> HashSet<String> {
-    let ids: Vec<TaskId> = inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
-    ids.iter()
-        .filter_map(|id| read_record(&inner.config, id))
-        .flat_map(|r| r.task.containers.into_iter().map(|c| c.image))
-        .filter_map(|i| crate::registry::ImageReference::parse(&i).ok().map(|r| r.to_string()))
-        .collect()
+    let tasks = inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+    tasks.values().flat_map(|h| h.images.iter().cloned()).collect()
 }
 
 /// The agent's id, made once and kept in the state dir.
@@ -334,7 +342,7 @@ impl Runtime for ContainerdRuntime {
             // The record is on disk before anything runs, so a restart finds what to clean up.
             if let Err(e) = write_record(&self.inner.config, &record) {
                 tracing::error!(task = %record.task.task_id, error = %e, "cannot record the task; not starting it");
-                let _ = self.inner.updates.send(TaskUpdate {
+                self.inner.updates.push(TaskUpdate {
                     task_id: record.task.task_id,
                     last_status: TaskStatus::Stopped,
                     containers: Vec::new(),
@@ -369,18 +377,7 @@ impl Runtime for ContainerdRuntime {
     }
 
     fn next_updates(&self, max: usize) -> BoxFuture<'_, Option<Vec<TaskUpdate>>> {
-        Box::pin(async move {
-            let mut rx = self.updates.lock().await;
-            let first = rx.recv().await?;
-            let mut batch = vec![first];
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(u) => batch.push(u),
-                    Err(_) => break,
-                }
-            }
-            Some(batch)
-        })
+        Box::pin(self.inner.updates.next_batch(max))
     }
 
     fn forget(&self, task: TaskId) -> BoxFuture<'_, ()> {
@@ -471,15 +468,15 @@ impl Supervisor {
         *self.status.lock().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
-    fn container_states(&self, status: Option<TaskStatus>) -> Vec<ContainerState> {
+    fn container_states(&self) -> Vec<ContainerState> {
         let task = &self.record.task;
         task.containers
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let (last_status, exit_code, reason) = match &self.phases[i] {
-                    Phase::Waiting => (status.unwrap_or(TaskStatus::Pending), None, None),
-                    Phase::Running => (status.unwrap_or(TaskStatus::Running), None, None),
+                    Phase::Waiting => (TaskStatus::Pending, None, None),
+                    Phase::Running => (TaskStatus::Running, None, None),
                     Phase::Exited { exit_code, oom } => {
                         (TaskStatus::Stopped, Some(*exit_code), oom.then(|| "OutOfMemory".to_owned()))
                     }
@@ -508,9 +505,9 @@ impl Supervisor {
     }
 
     fn report(&self, last_status: TaskStatus) {
-        let containers = self.container_states(None);
+        let containers = self.container_states();
         let health_status = self.task_health(&containers);
-        let _ = self.inner.updates.send(TaskUpdate {
+        self.inner.updates.push(TaskUpdate {
             task_id: self.task_id(),
             last_status,
             containers,
@@ -736,29 +733,9 @@ impl Supervisor {
         // The lease keeps the new snapshot from containerd's garbage
         // collector until the container record refers to it.
         let lease = format!("berth-create-{id}");
-        let expire = time::OffsetDateTime::now_utc() + Duration::from_secs(600);
-        let lease_labels = HashMap::from([(
-            "containerd.io/gc.expire".to_owned(),
-            expire.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        )]);
-        match call(
-            "create lease",
-            ctr.leases().create(
-                ctr.req(containerd_client::services::v1::CreateRequest { id: lease.clone(), labels: lease_labels }),
-            ),
-        )
-        .await
-        {
-            Ok(_) => {}
-            Err(e) if e.code() == Some(Code::AlreadyExists) => {}
-            Err(e) => return Err(e),
-        }
+        ctr.take_lease(&lease, Duration::from_secs(600)).await?;
         let created = self.create_leased(id, image, oci, labels, &lease).await;
-        let _ = call_idempotent(
-            "delete lease",
-            ctr.leases().delete(ctr.req(containerd_client::services::v1::DeleteRequest { id: lease, sync: false })),
-        )
-        .await;
+        ctr.release_lease(&lease).await;
         created
     }
 
@@ -871,9 +848,9 @@ impl Supervisor {
             let exec = health::ExecContext {
                 container_id: id.to_owned(),
                 env: spec::environment(c, &image.config),
-                cwd: c.working_directory.clone().unwrap_or_else(|| "/".into()),
-                user: spec::parse_user(c.user.as_deref().or(image.config.config.user.as_deref()).unwrap_or(""))
-                    .unwrap_or((0, 0)),
+                // As the container's own process runs (it started, so these resolved).
+                cwd: spec::working_dir(c, &image.config),
+                user: spec::user(c, &image.config).unwrap_or((0, 0)),
             };
             self.watchers.push(tokio::spawn(async move {
                 health::run(ctr, exec, check, move |status| {
@@ -927,7 +904,8 @@ impl Supervisor {
         {
             tracing::warn!(task = %task.task_id, error = %e, "could not tear the task's network down");
         }
-        let mut containers = self.container_states(Some(TaskStatus::Stopped));
+        // Everything is stopped now, including containers that never started.
+        let mut containers = self.container_states();
         let failure = ending.reason.clone().filter(|_| ending.stop_code == Some(StopCode::TaskFailedToStart));
         for (i, c) in containers.iter_mut().enumerate() {
             c.last_status = TaskStatus::Stopped;
@@ -946,7 +924,7 @@ impl Supervisor {
     fn report_final(&self, done: FinalState) {
         self.set_status(TaskStatus::Stopped);
         let health_status = self.task_health(&done.containers);
-        let _ = self.inner.updates.send(TaskUpdate {
+        self.inner.updates.push(TaskUpdate {
             task_id: self.task_id(),
             last_status: TaskStatus::Stopped,
             containers: done.containers,

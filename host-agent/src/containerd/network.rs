@@ -238,10 +238,11 @@ pub fn write_etc_files(dir: &Path, hostname: &str, network: &TaskNetwork) -> std
     )?;
     std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    // A loopback resolver of the host is unreachable from the task's namespace.
+    // A loopback resolver of the host is unreachable from a namespace of the task's own.
+    let own_namespace = network.netns.is_some();
     let usable: String = resolv
         .lines()
-        .filter(|l| !(l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
+        .filter(|l| !(own_namespace && l.starts_with("nameserver") && (l.contains(" 127.") || l.contains(" ::1"))))
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(dir.join("resolv.conf"), usable)

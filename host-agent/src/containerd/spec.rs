@@ -92,6 +92,20 @@ pub fn environment(container: &ContainerDefinition, image: &ImageConfig) -> Vec<
     env
 }
 
+/// The definition's working directory, else the image's, else `/`.
+pub fn working_dir(container: &ContainerDefinition, image: &ImageConfig) -> String {
+    container
+        .working_directory
+        .clone()
+        .or_else(|| image.config.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_owned())
+}
+
+/// The uid and gid the container's processes run as: the definition's user, else the image's.
+pub fn user(container: &ContainerDefinition, image: &ImageConfig) -> Result<(u32, u32), RuntimeError> {
+    parse_user(container.user.as_deref().or(image.config.user.as_deref()).unwrap_or(""))
+}
+
 /// `uid[:gid]`; names need the image's passwd file, which the agent does not read yet.
 pub fn parse_user(user: &str) -> Result<(u32, u32), RuntimeError> {
     let (u, g) = user.split_once(':').unwrap_or((user, ""));
@@ -159,17 +173,12 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
             c.name
         )));
     }
-    let (uid, gid) = parse_user(c.user.as_deref().or(ctx.image.config.user.as_deref()).unwrap_or(""))?;
+    let (uid, gid) = user(c, ctx.image)?;
 
     let mut process = Process::default();
     process.set_args(Some(args));
     process.set_env(Some(environment(c, ctx.image)));
-    let cwd = c
-        .working_directory
-        .clone()
-        .or_else(|| ctx.image.config.working_dir.clone().filter(|w| !w.is_empty()))
-        .unwrap_or_else(|| "/".to_owned());
-    process.set_cwd(PathBuf::from(cwd));
+    process.set_cwd(PathBuf::from(working_dir(c, ctx.image)));
     let mut user = User::default();
     user.set_uid(uid);
     user.set_gid(gid);

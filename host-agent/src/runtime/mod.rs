@@ -8,6 +8,7 @@ use berth_api::agent::AgentTask;
 use berth_api::tasks::{ContainerState, HealthStatus, StopCode, TaskStatus};
 
 pub use simulated::SimulatedRuntime;
+use tokio::sync::mpsc;
 
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -36,6 +37,40 @@ pub trait Runtime: Send + Sync {
     fn next_updates(&self, max: usize) -> BoxFuture<'_, Option<Vec<TaskUpdate>>>;
     /// Drops a stopped task once its end was reported.
     fn forget(&self, task: TaskId) -> BoxFuture<'_, ()>;
+}
+
+/// A runtime's transitions waiting to be reported, handed out in batches
+/// ([`Runtime::next_updates`]).
+pub struct UpdateQueue {
+    tx: mpsc::UnboundedSender<TaskUpdate>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<TaskUpdate>>,
+}
+
+impl Default for UpdateQueue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        UpdateQueue { tx, rx: tokio::sync::Mutex::new(rx) }
+    }
+}
+
+impl UpdateQueue {
+    pub fn push(&self, update: TaskUpdate) {
+        let _ = self.tx.send(update);
+    }
+
+    /// Waits for the first transition, then takes up to `max` that are ready.
+    pub async fn next_batch(&self, max: usize) -> Option<Vec<TaskUpdate>> {
+        let mut rx = self.rx.lock().await;
+        let first = rx.recv().await?;
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match rx.try_recv() {
+                Ok(u) => batch.push(u),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
 }
 
 /// Report sequence numbers that keep increasing across restarts: the larger

@@ -3,26 +3,22 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::{BoxFuture, Runtime, TaskUpdate, UpdateQueue};
 use berth_api::TaskId;
 use berth_api::agent::AgentTask;
 use berth_api::tasks::{ContainerState, TaskStatus};
-use tokio::sync::mpsc;
-
-use super::{BoxFuture, Runtime, TaskUpdate};
 
 /// A test double: tasks go RUNNING at once and STOPPED when asked (exit code
 /// 0), with nothing actually run. For tests and benchmarks of the protocol
 /// and the control plane, never for workloads.
 pub struct SimulatedRuntime {
     tasks: Mutex<HashMap<TaskId, (TaskStatus, Vec<String>)>>,
-    tx: mpsc::UnboundedSender<TaskUpdate>,
-    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<TaskUpdate>>,
+    updates: UpdateQueue,
 }
 
 impl Default for SimulatedRuntime {
     fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Self { tasks: Mutex::new(HashMap::new()), tx, rx: tokio::sync::Mutex::new(rx) }
+        Self { tasks: Mutex::new(HashMap::new()), updates: UpdateQueue::default() }
     }
 }
 
@@ -55,7 +51,7 @@ impl Runtime for SimulatedRuntime {
                 _ => false,
             };
             if fresh {
-                let _ = self.tx.send(TaskUpdate {
+                self.updates.push(TaskUpdate {
                     task_id: task.task_id,
                     last_status: TaskStatus::Running,
                     containers: containers(&names, &image, TaskStatus::Running, None),
@@ -80,7 +76,7 @@ impl Runtime for SimulatedRuntime {
                 Err(_) => None,
             };
             if let Some(names) = names {
-                let _ = self.tx.send(TaskUpdate {
+                self.updates.push(TaskUpdate {
                     task_id: task,
                     last_status: TaskStatus::Stopped,
                     containers: containers(&names, "", TaskStatus::Stopped, Some(0)),
@@ -99,18 +95,7 @@ impl Runtime for SimulatedRuntime {
     }
 
     fn next_updates(&self, max: usize) -> BoxFuture<'_, Option<Vec<TaskUpdate>>> {
-        Box::pin(async move {
-            let mut rx = self.rx.lock().await;
-            let first = rx.recv().await?;
-            let mut batch = vec![first];
-            while batch.len() < max {
-                match rx.try_recv() {
-                    Ok(u) => batch.push(u),
-                    Err(_) => break,
-                }
-            }
-            Some(batch)
-        })
+        Box::pin(self.updates.next_batch(max))
     }
 
     fn forget(&self, task: TaskId) -> BoxFuture<'_, ()> {
