@@ -125,6 +125,36 @@ impl InProcessAgent {
     }
 }
 
+/// What most container tests start from: a control plane, the tenant
+/// `acme` with a cluster `prod`, and one real agent in it.
+pub struct ClusterWithAgent {
+    pub env: ContainerEnv,
+    pub server: TestServer,
+    pub tenant: Client,
+    pub agent: InProcessAgent,
+}
+
+impl ClusterWithAgent {
+    pub async fn start() -> ClusterWithAgent {
+        let env = ContainerEnv::from_env();
+        let server = TestServer::start(crate::Backend::Postgres).await;
+        let tenant = server.tenant("acme").await;
+        tenant.create_cluster("prod").await;
+        let agent = InProcessAgent::start(&server, &tenant, "prod", &env).await;
+        ClusterWithAgent { env, server, tenant, agent }
+    }
+
+    pub async fn finish(self) {
+        self.agent.stop().await;
+    }
+}
+
+/// Asks the task to stop and waits until it has.
+pub async fn stop_task(c: &Client, cluster: &str, task: &str) -> Value {
+    c.post(&format!("/v1/clusters/{cluster}/tasks/{task}/stop"), json!({})).await.expect(200);
+    wait_task(c, cluster, task, 60, "STOPPED", |t| t["last_status"] == "STOPPED").await
+}
+
 /// Registers `family` with these containers (the test image filled in where `image` is missing).
 pub async fn register(c: &Client, env: &ContainerEnv, family: &str, mut body: Value) -> Value {
     body["family"] = json!(family);

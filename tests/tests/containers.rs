@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use berth_tests::containers::{ContainerEnv, InProcessAgent, logs, register, run_one, wait_task};
+use berth_tests::containers::{ClusterWithAgent, ContainerEnv, logs, register, run_one, stop_task, wait_task};
 use berth_tests::{Backend, TestServer};
 use serde_json::json;
 
@@ -15,22 +15,19 @@ fn status(t: &serde_json::Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_task_runs_in_containerd_serves_its_logs_and_stops_cleanly() {
-    let env = ContainerEnv::from_env();
-    let s = TestServer::start(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    let h = ClusterWithAgent::start().await;
+    let (env, s, c) = (&h.env, &h.server, &h.tenant);
     register(
-        &c,
-        &env,
+        c,
+        env,
         "web",
         json!({"container_definitions": [{"name": "app", "memory": 64, "command": ["sh", "-c",
             "echo started; echo to-stderr >&2; trap 'echo bye; exit 0' TERM; while true; do sleep 1; done"]}]}),
     )
     .await;
-    let task = run_one(&c, "prod", "web").await;
-    let running = wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
-    assert_eq!(running["host_id"], agent.host_id.as_str());
+    let task = run_one(c, "prod", "web").await;
+    let running = wait_task(c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    assert_eq!(running["host_id"], h.agent.host_id.as_str());
     assert_eq!(running["containers"][0]["last_status"], "RUNNING");
 
     // containerd agrees: the container runs, in the agent's namespace.
@@ -41,14 +38,14 @@ async fn a_task_runs_in_containerd_serves_its_logs_and_stops_cleanly() {
     // Both streams reach the logs, through the control plane.
     let mut text = String::new();
     for _ in 0..50 {
-        text = logs(&c, "prod", &task, "").await;
+        text = logs(c, "prod", &task, "").await;
         if text.contains("to-stderr") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(text.contains("started\n") && text.contains("to-stderr\n"), "logs: {text:?}");
-    let stamped = logs(&c, "prod", &task, "?timestamps=true&tail=1").await;
+    let stamped = logs(c, "prod", &task, "?timestamps=true&tail=1").await;
     assert_eq!(stamped.lines().count(), 1, "tail=1 gives one line: {stamped:?}");
     assert!(stamped.starts_with("20"), "timestamps come first: {stamped:?}");
     // Another tenant sees neither the task nor its logs.
@@ -57,35 +54,44 @@ async fn a_task_runs_in_containerd_serves_its_logs_and_stops_cleanly() {
     other.get(&format!("/v1/clusters/prod/tasks/{task}/logs")).await.expect_error(404, "ResourceNotFound");
     c.get(&format!("/v1/clusters/prod/tasks/{task}/logs?tail=0")).await.expect_error(422, "ValidationError");
 
-    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
-    let stopped = wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    // A follower sees what is written after it started, and its stream ends with the task.
+    let follower = {
+        let (c, path) = (c.clone(), format!("/v1/clusters/prod/tasks/{task}/logs?follow=true&tail=1"));
+        tokio::spawn(async move { c.get(&path).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = stop_task(c, "prod", &task).await;
+    let followed = tokio::time::timeout(Duration::from_secs(30), follower)
+        .await
+        .expect("the followed stream ends once the task has stopped")
+        .expect("follower task");
+    assert_eq!(followed.status.as_u16(), 200);
+    let followed = followed.body.as_str().unwrap_or_default().to_owned();
+    assert!(followed.contains("bye\n") && !followed.contains("started\n"), "followed logs: {followed:?}");
     assert_eq!(stopped["stop_code"], "UserInitiated");
     assert_eq!(stopped["containers"][0]["exit_code"], 0, "the TERM trap ran: {stopped}");
     assert!(env.container_status(&task, 0).await.is_none(), "the container was removed from containerd");
     // The logs outlive the task.
-    let after = logs(&c, "prod", &task, "").await;
+    let after = logs(c, "prod", &task, "").await;
     assert!(after.contains("bye\n"), "logs after the stop: {after:?}");
-    agent.stop().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn exit_codes_out_of_memory_and_bad_images_reach_the_api() {
-    let env = ContainerEnv::from_env();
-    let s = TestServer::start(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
     register(
-        &c,
-        &env,
+        c,
+        env,
         "exits",
         json!({"container_definitions": [
         {"name": "app", "memory": 32, "command": ["sh", "-c", "echo done; exit 3"]}]}),
     )
     .await;
     register(
-        &c,
-        &env,
+        c,
+        env,
         "hog",
         json!({"container_definitions": [
         {"name": "app", "memory": 16, "command": ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]}]}),
@@ -93,52 +99,49 @@ async fn exit_codes_out_of_memory_and_bad_images_reach_the_api() {
     .await;
     let missing = format!("{}/berth/does-not-exist:1", env.registry);
     register(
-        &c,
-        &env,
+        c,
+        env,
         "missing",
         json!({"container_definitions": [
         {"name": "app", "image": missing, "memory": 16, "command": ["true"]}]}),
     )
     .await;
 
-    let exits = run_one(&c, "prod", "exits").await;
-    let hog = run_one(&c, "prod", "hog").await;
-    let bad = run_one(&c, "prod", "missing").await;
+    let exits = run_one(c, "prod", "exits").await;
+    let hog = run_one(c, "prod", "hog").await;
+    let bad = run_one(c, "prod", "missing").await;
 
-    let t = wait_task(&c, "prod", &exits, 60, "the exit", |t| status(t) == "STOPPED").await;
+    let t = wait_task(c, "prod", &exits, 60, "the exit", |t| status(t) == "STOPPED").await;
     assert_eq!(t["stop_code"], "EssentialContainerExited", "{t}");
     assert_eq!(t["containers"][0]["exit_code"], 3);
 
-    let t = wait_task(&c, "prod", &hog, 60, "the OOM kill", |t| status(t) == "STOPPED").await;
+    let t = wait_task(c, "prod", &hog, 60, "the OOM kill", |t| status(t) == "STOPPED").await;
     assert_eq!(t["containers"][0]["exit_code"], 137, "{t}");
     assert_eq!(t["containers"][0]["reason"], "OutOfMemory", "{t}");
 
-    let t = wait_task(&c, "prod", &bad, 60, "the failed pull", |t| status(t) == "STOPPED").await;
+    let t = wait_task(c, "prod", &bad, 60, "the failed pull", |t| status(t) == "STOPPED").await;
     assert_eq!(t["stop_code"], "TaskFailedToStart");
     let reason = t["stopped_reason"].as_str().unwrap_or_default();
     assert!(reason.starts_with("CannotPullImage:") && reason.contains("does-not-exist"), "{t}");
     assert!(reason.contains("MANIFEST_UNKNOWN") || reason.contains("NAME_UNKNOWN"), "the registry's words: {reason}");
-    agent.stop().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dynamic_host_port_answers_on_loopback() {
-    let env = ContainerEnv::from_env();
-    let s = TestServer::start(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
     register(
-        &c,
-        &env,
+        c,
+        env,
         "httpd",
         json!({"network_mode": "bridge", "container_definitions": [
         {"name": "web", "memory": 32, "command": ["httpd", "-f", "-p", "80", "-h", "/www"],
          "port_mappings": [{"container_port": 80}]}]}),
     )
     .await;
-    let task = run_one(&c, "prod", "httpd").await;
-    let t = wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let task = run_one(c, "prod", "httpd").await;
+    let t = wait_task(c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
     let binding = &t["containers"][0]["network_bindings"][0];
     assert_eq!(binding["container_port"], 80);
     let port = binding["host_port"].as_u64().expect("a host port");
@@ -155,8 +158,7 @@ async fn a_dynamic_host_port_answers_on_loopback() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(body, "hello from berth\n");
-    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
-    wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    stop_task(c, "prod", &task).await;
     assert!(
         http.get(format!("http://127.0.0.1:{port}/index.html")).timeout(Duration::from_secs(2)).send().await.is_err(),
         "nothing answers on the port after the stop"
@@ -164,61 +166,53 @@ async fn a_dynamic_host_port_answers_on_loopback() {
     let nat = std::process::Command::new("iptables-save").args(["-t", "nat"]).output().expect("iptables-save");
     let id = task.replace('-', "");
     assert!(!String::from_utf8_lossy(&nat.stdout).contains(&id), "the task's port-mapping rules were removed");
-    agent.stop().await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_checks_and_essential_containers_drive_the_task() {
-    let env = ContainerEnv::from_env();
-    let s = TestServer::start(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
     // The app is healthy while /tmp/healthy exists; it removes it after a while.
     // The sidecar (not essential) ends on its own; the task runs on.
-    register(&c, &env, "checked", json!({"container_definitions": [
+    register(c, env, "checked", json!({"container_definitions": [
         {"name": "app", "memory": 32, "command": ["sh", "-c", "touch /tmp/healthy; sleep 8; rm /tmp/healthy; sleep 3600"],
          "health_check": {"command": ["CMD-SHELL", "test -f /tmp/healthy"], "interval": 5, "timeout": 2, "retries": 1}},
         {"name": "sidecar", "memory": 16, "essential": false, "command": ["sh", "-c", "exit 0"]}]}))
     .await;
-    let task = run_one(&c, "prod", "checked").await;
-    let t = wait_task(&c, "prod", &task, 60, "HEALTHY", |t| t["health_status"] == "HEALTHY").await;
+    let task = run_one(c, "prod", "checked").await;
+    let t = wait_task(c, "prod", &task, 60, "HEALTHY", |t| t["health_status"] == "HEALTHY").await;
     assert_eq!(status(&t), "RUNNING");
-    let t = wait_task(&c, "prod", &task, 60, "the sidecar's exit", |t| t["containers"][1]["last_status"] == "STOPPED")
-        .await;
+    let t =
+        wait_task(c, "prod", &task, 60, "the sidecar's exit", |t| t["containers"][1]["last_status"] == "STOPPED").await;
     assert_eq!(t["containers"][1]["exit_code"], 0);
     assert_eq!(status(&t), "RUNNING", "a non-essential container's exit leaves the task running");
-    let t = wait_task(&c, "prod", &task, 60, "UNHEALTHY", |t| t["health_status"] == "UNHEALTHY").await;
+    let t = wait_task(c, "prod", &task, 60, "UNHEALTHY", |t| t["health_status"] == "UNHEALTHY").await;
     assert_eq!(t["containers"][0]["health_status"], "UNHEALTHY");
-    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
-    wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
-    agent.stop().await;
+    stop_task(c, "prod", &task).await;
+    h.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_container_that_ignores_the_stop_signal_is_killed_after_its_stop_timeout() {
-    let env = ContainerEnv::from_env();
-    let s = TestServer::start(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    let agent = InProcessAgent::start(&s, &c, "prod", &env).await;
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
     // As PID 1, sleep has no default action for SIGTERM: only SIGKILL ends it.
     register(
-        &c,
-        &env,
+        c,
+        env,
         "stubborn",
         json!({"container_definitions": [
         {"name": "app", "memory": 16, "stop_timeout": 2, "command": ["sleep", "3600"]}]}),
     )
     .await;
-    let task = run_one(&c, "prod", "stubborn").await;
-    wait_task(&c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let task = run_one(c, "prod", "stubborn").await;
+    wait_task(c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
     let asked = std::time::Instant::now();
-    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
-    let t = wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    let t = stop_task(c, "prod", &task).await;
     assert_eq!(t["containers"][0]["exit_code"], 137, "SIGKILL ended it: {t}");
     assert!(asked.elapsed() >= Duration::from_secs(2), "the stop timeout was waited out");
-    agent.stop().await;
+    h.finish().await;
 }
 
 /// `berth agent` as its own process, so it can be killed for real.
@@ -310,8 +304,7 @@ async fn an_agent_killed_and_restarted_re_adopts_its_containers() {
     assert_eq!(status(&t), "RUNNING");
 
     // The re-adopted container stops as any other, and nothing is left behind.
-    c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);
-    let t = wait_task(&c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    let t = stop_task(&c, "prod", &task).await;
     assert_eq!(t["containers"][0]["exit_code"], 0, "{t}");
     assert!(env.container_status(&task, 0).await.is_none());
     assert!(!state.path().join("tasks").join(format!("{task}.json")).exists(), "the task record is gone");

@@ -33,6 +33,12 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Starts a server with its stderr in `<dir>/<name>.log`, for reading when it misbehaves.
+fn spawn_logged(cmd: &mut Command, dir: &Path, name: &str) -> Result<Child> {
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    cmd.stdout(Stdio::null()).stderr(log).spawn().with_context(|| format!("starting {name}"))
+}
+
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let started = Instant::now();
     while started.elapsed() < timeout {
@@ -64,14 +70,11 @@ impl Containers {
             opt = dir.join("opt").display(),
         );
         std::fs::write(dir.join("containerd.toml"), config)?;
-        let log = std::fs::File::create(dir.join("containerd.log"))?;
-        let containerd = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.join("containerd.toml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting containerd")?;
+        let mut containerd = spawn_logged(
+            Command::new("containerd").arg("--config").arg(dir.join("containerd.toml")),
+            &dir,
+            "containerd",
+        )?;
         let port = free_port()?;
         let registry_addr = format!("127.0.0.1:{port}");
         std::fs::write(
@@ -82,14 +85,17 @@ impl Containers {
                 dir.join("registry").display()
             ),
         )?;
-        let log = std::fs::File::create(dir.join("registry.log"))?;
-        let registry = Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.join("registry.yml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting docker-registry")?;
+        let registry = match spawn_logged(
+            Command::new("docker-registry").arg("serve").arg(dir.join("registry.yml")),
+            &dir,
+            "docker-registry",
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                stop_containerd(&dir, &mut containerd);
+                return Err(e);
+            }
+        };
         let c = Containers { dir: dir.clone(), containerd, registry, socket: socket.clone(), registry_addr };
         wait_until("containerd", Duration::from_secs(30), || socket.exists())?;
         wait_until("docker-registry", Duration::from_secs(30), || {

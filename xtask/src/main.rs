@@ -40,6 +40,11 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// Where cargo puts what it builds.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(workspace_root());
@@ -112,9 +117,7 @@ fn test(args: &[String]) -> Result<()> {
     tests.env("BERTH_TEST_CONTAINERD_SOCKET", &ctr.socket);
     tests.env("BERTH_TEST_IMAGE", ctr.image());
     tests.env("BERTH_TEST_REGISTRY", &ctr.registry_addr);
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    tests.env("BERTH_TEST_BERTH_BIN", target_dir.join("debug/berth"));
+    tests.env("BERTH_TEST_BERTH_BIN", target_dir().join("debug/berth"));
     let result = status(tests, "running tests");
     drop(ctr);
     drop(pg);
@@ -166,9 +169,7 @@ fn bench(args: &[String]) -> Result<()> {
             status(compile, &format!("building benchmark {name}"))?;
             let pg = postgres::Postgres::start()?;
             cmd.env("BERTH_TEST_POSTGRES_URL", pg.url());
-            let target_dir =
-                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
-            cmd.env("BERTH_BIN", target_dir.join("release/berth"));
+            cmd.env("BERTH_BIN", target_dir().join("release/berth"));
             Some(pg)
         } else {
             None

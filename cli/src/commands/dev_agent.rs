@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use berth_api::auth::{CreateRegistrationTokenRequest, Role, RuntimeDetails};
 use berth_api::clusters::CreateClusterRequest;
 use berth_api::hosts::Resources;
-use berth_control_plane::app::App;
+use berth_control_plane::app::{App, AppError};
 use berth_control_plane::auth::Principal;
 use berth_host_agent::containerd::ContainerdConfig;
 
@@ -105,7 +105,8 @@ pub async fn start(
         let create = CreateClusterRequest { name: DEV_CLUSTER.into(), tags: Default::default(), client_token: None };
         match app.create_cluster(&principal, create, None).await {
             Ok(_) => {}
-            Err(e) if e.to_string().contains("already exists") => {}
+            // A data dir whose first agent start failed after making the cluster.
+            Err(AppError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         let token = app

@@ -226,10 +226,7 @@ fn rate_limited(
 /// error (the transaction it was in rolls back). The event stream is exempt:
 /// it is meant to stay open.
 pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    // Streams stay open as long as the client reads: the event stream, and logs with follow.
-    let following_logs = req.uri().path().ends_with("/logs")
-        && req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "follow=true"));
-    if req.uri().path() == "/v1/events/stream" || following_logs {
+    if req.uri().path() == "/v1/events/stream" {
         return next.run(req).await;
     }
     let limit = state.app.limits().request_timeout;
