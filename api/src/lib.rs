@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod hosts;
 pub mod ids;
+pub mod images;
 pub mod quotas;
 pub mod task_definitions;
 pub mod tasks;

@@ -301,6 +301,19 @@ async fn error_statuses(backend: Backend) {
             json!({"family": "f", "container_definitions": [{"name": "a", "image": "i", "memory": 64}], "tags": {"berth:x": "y"}}),
             "tags.berth:x",
         ),
+        // References no host could pull: upper case, an empty tag, a short digest.
+        (
+            json!({"family": "f", "container_definitions": [{"name": "a", "image": "Acme/App:1", "memory": 64}]}),
+            "container_definitions[0].image",
+        ),
+        (
+            json!({"family": "f", "container_definitions": [{"name": "a", "image": "app:", "memory": 64}]}),
+            "container_definitions[0].image",
+        ),
+        (
+            json!({"family": "f", "container_definitions": [{"name": "a", "image": "app@sha256:12", "memory": 64}]}),
+            "container_definitions[0].image",
+        ),
     ];
     for (body, field) in cases {
         let r = c.post("/v1/task-definitions", body.clone()).await.expect_error(422, "ValidationError");

@@ -185,13 +185,15 @@ fn validate_container(
     host_ports: &mut BTreeSet<(u16, berth_api::task_definitions::Protocol)>,
     at: &dyn Fn(&str) -> String,
 ) -> AppResult<()> {
-    if c.image.trim().is_empty()
-        || c.image.len() > 1024
-        || c.image.chars().any(|ch| ch.is_whitespace() || ch.is_control())
-    {
+    // The agent's own parser: a reference accepted here is one a host can pull.
+    if c.image.len() > 1024 || berth_api::images::ImageReference::parse(&c.image).is_err() {
         return Err(AppError::validation(
             at("image"),
-            "image must be a reference like registry/repository:tag, without spaces",
+            format!(
+                "image {:?} must be a reference like registry/repository:tag or repository@sha256:<64 hex digits>, \
+                 lower-case, without spaces",
+                c.image
+            ),
         ));
     }
     if let Some(cpu) = c.cpu
