@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::system::Need;
+
 const RUN_DIR_PREFIX: &str = "berth-test-ctr-";
 
 /// The CNI network the tests' agents use (bridge `berthtest0`), apart from a
@@ -27,6 +29,22 @@ pub struct Containers {
     registry: Child,
     pub socket: PathBuf,
     pub registry_addr: String,
+}
+
+/// The Debian packages the container tests and benchmarks need.
+pub fn needs() -> Vec<Need> {
+    vec![
+        // containerd-client generates its gRPC code at build time.
+        Need::binary("protoc", "protobuf-compiler", &[]),
+        Need::binary("containerd", "containerd", &[]),
+        Need::binary("runc", "runc", &[]),
+        Need::binary("bridge", "containernetworking-plugins", &[PathBuf::from("/usr/lib/cni")]),
+        Need::binary("iptables", "iptables", &[]),
+        Need::binary("ip", "iproute2", &[]),
+        Need::binary("docker-registry", "docker-registry", &[]),
+        Need::binary("skopeo", "skopeo", &[]),
+        Need::binary("busybox", "busybox-static", &[]),
+    ]
 }
 
 fn free_port() -> Result<u16> {
@@ -113,6 +131,15 @@ impl Containers {
 
     pub fn image(&self) -> String {
         format!("{}/{TEST_REPOSITORY}:{TEST_TAG}", self.registry_addr)
+    }
+
+    /// Tells a test or benchmark run where everything is; `berth` is the
+    /// binary the agents use as their containers' logger.
+    pub fn export(&self, cmd: &mut Command, berth: &Path) {
+        cmd.env("BERTH_TEST_CONTAINERD_SOCKET", &self.socket)
+            .env("BERTH_TEST_IMAGE", self.image())
+            .env("BERTH_TEST_REGISTRY", &self.registry_addr)
+            .env("BERTH_TEST_BERTH_BIN", berth);
     }
 }
 

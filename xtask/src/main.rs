@@ -65,20 +65,12 @@ fn test(args: &[String]) -> Result<()> {
     let lint = !args.iter().any(|a| a == "--no-lint");
     let passthrough: Vec<&String> = args.iter().filter(|a| *a != "--no-lint").collect();
 
-    system::ensure_packages(&[
+    let mut needs = vec![
         system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs()),
         system::Need::binary("curl", "curl", &[]),
-        // containerd-client generates its gRPC code at build time.
-        system::Need::binary("protoc", "protobuf-compiler", &[]),
-        system::Need::binary("containerd", "containerd", &[]),
-        system::Need::binary("runc", "runc", &[]),
-        system::Need::binary("bridge", "containernetworking-plugins", &[PathBuf::from("/usr/lib/cni")]),
-        system::Need::binary("iptables", "iptables", &[]),
-        system::Need::binary("ip", "iproute2", &[]),
-        system::Need::binary("docker-registry", "docker-registry", &[]),
-        system::Need::binary("skopeo", "skopeo", &[]),
-        system::Need::binary("busybox", "busybox-static", &[]),
-    ])?;
+    ];
+    needs.extend(containers::needs());
+    system::ensure_packages(&needs)?;
     system::ensure_python_modules(&[("botocore", "botocore")])?;
 
     if lint {
@@ -114,10 +106,7 @@ fn test(args: &[String]) -> Result<()> {
     }
     tests.args(passthrough);
     tests.env("BERTH_TEST_POSTGRES_URL", pg.url());
-    tests.env("BERTH_TEST_CONTAINERD_SOCKET", &ctr.socket);
-    tests.env("BERTH_TEST_IMAGE", ctr.image());
-    tests.env("BERTH_TEST_REGISTRY", &ctr.registry_addr);
-    tests.env("BERTH_TEST_BERTH_BIN", target_dir().join("debug/berth"));
+    ctr.export(&mut tests, &target_dir().join("debug/berth"));
     let result = status(tests, "running tests");
     drop(ctr);
     drop(pg);
@@ -139,10 +128,23 @@ fn openapi() -> Result<()> {
     Ok(())
 }
 
+/// What a benchmark needs running besides itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BenchNeeds {
+    Nothing,
+    /// PostgreSQL and the release `berth` binary.
+    Server,
+    /// That, and a private containerd and registry with the test image.
+    Containers,
+}
+
 /// Benchmarks by name; each prints `BENCH <name> <metric>=<value>` lines.
-/// (name, package, bench target, needs PostgreSQL and the release `berth` binary).
-const BENCHES: &[(&str, &str, &str, bool)] =
-    &[("placement", "berth-placement", "placement", false), ("e2e", "berth-tests", "e2e", true)];
+/// (name, package, bench target, what it needs).
+const BENCHES: &[(&str, &str, &str, BenchNeeds)] = &[
+    ("placement", "berth-placement", "placement", BenchNeeds::Nothing),
+    ("e2e", "berth-tests", "e2e", BenchNeeds::Server),
+    ("containers", "berth-tests", "containers", BenchNeeds::Containers),
+];
 
 /// `cargo xtask bench [NAME[.PART]...]`: every benchmark, or the named ones
 /// (`e2e.heartbeats` runs only that part of `e2e`).
@@ -151,7 +153,7 @@ fn bench(args: &[String]) -> Result<()> {
         if args.is_empty() { BENCHES.iter().map(|b| b.0.to_owned()).collect() } else { args.to_vec() };
     for arg in wanted {
         let (name, part) = arg.split_once('.').map_or((arg.as_str(), None), |(n, p)| (n, Some(p)));
-        let Some(&(_, package, target, needs_server)) = BENCHES.iter().find(|b| b.0 == name) else {
+        let Some(&(_, package, target, needs)) = BENCHES.iter().find(|b| b.0 == name) else {
             bail!("unknown benchmark {name:?}; known: {}", BENCHES.iter().map(|b| b.0).collect::<Vec<_>>().join(", "));
         };
         let mut cmd = cargo();
@@ -159,8 +161,12 @@ fn bench(args: &[String]) -> Result<()> {
         if let Some(p) = part {
             cmd.args(["--", p]);
         }
-        let _pg = if needs_server {
-            system::ensure_packages(&[system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs())])?;
+        let mut packages = vec![system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs())];
+        if needs == BenchNeeds::Containers {
+            packages.extend(containers::needs());
+        }
+        let _pg = if needs != BenchNeeds::Nothing {
+            system::ensure_packages(&packages)?;
             let mut build = cargo();
             build.args(["build", "--release", "--package", "berth"]);
             status(build, "building the release berth binary")?;
@@ -171,6 +177,13 @@ fn bench(args: &[String]) -> Result<()> {
             cmd.env("BERTH_TEST_POSTGRES_URL", pg.url());
             cmd.env("BERTH_BIN", target_dir().join("release/berth"));
             Some(pg)
+        } else {
+            None
+        };
+        let _ctr = if needs == BenchNeeds::Containers {
+            let ctr = containers::Containers::start()?;
+            ctr.export(&mut cmd, &target_dir().join("release/berth"));
+            Some(ctr)
         } else {
             None
         };
