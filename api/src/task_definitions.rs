@@ -152,6 +152,43 @@ pub struct ContainerDefinition {
     /// Most processes the container may have (default: the host's setting, 4096).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<u32>,
+    /// Restart the container when it exits (non-essential containers only: an
+    /// essential container's exit ends the task). Restarts back off
+    /// exponentially from 1 s up to 60 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RestartCondition {
+    Never,
+    /// Only after a non-zero exit code.
+    OnFailure,
+    Always,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    /// At most this many restarts (0-1000; default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restarts: Option<u32>,
+}
+
+impl RestartPolicy {
+    pub const DEFAULT_MAX_RESTARTS: u32 = 10;
+
+    /// Whether a container that exited with `exit_code` after `restarts` restarts goes again.
+    pub fn restarts_after(&self, exit_code: i32, restarts: u32) -> bool {
+        let wanted = match self.condition {
+            RestartCondition::Never => false,
+            RestartCondition::OnFailure => exit_code != 0,
+            RestartCondition::Always => true,
+        };
+        wanted && restarts < self.max_restarts.unwrap_or(Self::DEFAULT_MAX_RESTARTS)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

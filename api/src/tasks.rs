@@ -128,6 +128,13 @@ pub struct ContainerState {
     /// The host ports its port mappings got.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub network_bindings: Vec<crate::agent::HostPortBinding>,
+    /// How often its restart policy restarted it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn essential_default() -> bool {

@@ -301,6 +301,11 @@ async fn error_statuses(backend: Backend) {
             json!({"family": "f", "container_definitions": [{"name": "a", "image": "i", "memory": 64}], "tags": {"berth:x": "y"}}),
             "tags.berth:x",
         ),
+        (
+            json!({"family": "f", "container_definitions": [{"name": "a", "image": "i", "memory": 64,
+                   "restart_policy": {"condition": "ALWAYS"}}]}),
+            "container_definitions[0].restart_policy",
+        ),
         // References no host could pull: upper case, an empty tag, a short digest.
         (
             json!({"family": "f", "container_definitions": [{"name": "a", "image": "Acme/App:1", "memory": 64}]}),

@@ -310,3 +310,34 @@ async fn an_agent_killed_and_restarted_re_adopts_its_containers() {
     assert!(!state.path().join("tasks").join(format!("{task}.json")).exists(), "the task record is gone");
     agent.kill();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restart_policy_reruns_a_failing_sidecar_up_to_its_limit() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    register(
+        c,
+        env,
+        "restarts",
+        json!({"container_definitions": [
+        {"name": "app", "memory": 16, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]},
+        {"name": "flaky", "memory": 16, "essential": false, "command": ["sh", "-c", "echo attempt; exit 2"],
+         "restart_policy": {"condition": "ON_FAILURE", "max_restarts": 2}}]}),
+    )
+    .await;
+    let task = run_one(c, "prod", "restarts").await;
+    // Restarts after 1 s and 2 s, then it stays down.
+    let t = wait_task(c, "prod", &task, 60, "two restarts", |t| {
+        t["containers"][1]["restart_count"] == 2 && t["containers"][1]["last_status"] == "STOPPED"
+    })
+    .await;
+    assert_eq!(t["containers"][1]["exit_code"], 2);
+    assert_eq!(t["last_status"], "RUNNING", "the essential container runs on: {t}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let t = c.get(&format!("/v1/clusters/prod/tasks/{task}")).await.expect(200);
+    assert_eq!(t["containers"][1]["restart_count"], 2, "no third restart: {t}");
+    let text = logs(c, "prod", &task, "?container=flaky").await;
+    assert_eq!(text.matches("attempt").count(), 3, "three runs, one log: {text:?}");
+    stop_task(c, "prod", &task).await;
+    h.finish().await;
+}

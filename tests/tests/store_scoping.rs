@@ -31,6 +31,7 @@ fn definition(family: &str) -> RegisterTaskDefinitionRequest {
             readonly_root_filesystem: false,
             pull_policy: None,
             pids_limit: None,
+            restart_policy: None,
         }],
         cpu: None,
         memory: None,

@@ -253,6 +253,17 @@ fn validate_container(
             ));
         }
     }
+    if let Some(policy) = &c.restart_policy {
+        if c.essential {
+            return Err(AppError::validation(
+                at("restart_policy"),
+                "restart_policy is for non-essential containers: an essential container's exit stops the task",
+            ));
+        }
+        if policy.max_restarts.is_some_and(|m| m > 1000) {
+            return Err(AppError::validation(at("restart_policy.max_restarts"), "max_restarts must be 0-1000"));
+        }
+    }
     if let Some(t) = c.stop_timeout
         && t > 120
     {

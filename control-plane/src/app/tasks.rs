@@ -67,6 +67,7 @@ async fn run_in_tx(
             essential: c.essential,
             health_status: None,
             network_bindings: Vec::new(),
+            restart_count: 0,
         })
         .collect();
 

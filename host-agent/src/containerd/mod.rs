@@ -399,8 +399,19 @@ impl Runtime for ContainerdRuntime {
 
 /// What happened to one of the task's containers.
 enum Event {
-    Exited { index: usize, exit_code: i32, oom: bool },
-    Health { index: usize, status: HealthStatus },
+    Exited {
+        index: usize,
+        exit_code: i32,
+        oom: bool,
+    },
+    Health {
+        index: usize,
+        status: HealthStatus,
+    },
+    /// A restart policy's back-off has passed.
+    Restart {
+        index: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -417,10 +428,12 @@ struct Supervisor {
     stop: watch::Receiver<bool>,
     phases: Vec<Phase>,
     health: Vec<Option<HealthStatus>>,
+    restarts: Vec<u32>,
     images: Vec<Option<ReadyImage>>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    watchers: Vec<tokio::task::JoinHandle<()>>,
+    /// Exit waiters and health checkers, by container.
+    watchers: Vec<(usize, tokio::task::JoinHandle<()>)>,
 }
 
 /// Why the task ends.
@@ -440,6 +453,7 @@ impl Supervisor {
             stop,
             phases: vec![Phase::Waiting; n],
             health: vec![None; n],
+            restarts: vec![0; n],
             images: vec![None; n],
             events_tx,
             events_rx,
@@ -495,6 +509,7 @@ impl Supervisor {
                         .filter(|b| b.container_name == c.name)
                         .cloned()
                         .collect(),
+                    restart_count: self.restarts[i],
                 }
             })
             .collect()
@@ -634,7 +649,21 @@ impl Supervisor {
                 ev = self.events_rx.recv() => match ev {
                     Some(Event::Exited { index, exit_code, oom }) => {
                         self.phases[index] = Phase::Exited { exit_code, oom };
-                        if reported_running && !task.containers[index].essential {
+                        let c = &task.containers[index];
+                        if !c.essential
+                            && c.restart_policy.as_ref().is_some_and(|p| p.restarts_after(exit_code, self.restarts[index]))
+                        {
+                            self.schedule_restart(index);
+                        }
+                        if reported_running && !c.essential {
+                            self.report(TaskStatus::Running);
+                        }
+                    }
+                    Some(Event::Restart { index }) => {
+                        if let Err(e) = self.restart(index).await {
+                            tracing::warn!(task = %task.task_id, container = %task.containers[index].name, error = %e,
+                                "could not restart a container");
+                        } else if reported_running {
                             self.report(TaskStatus::Running);
                         }
                     }
@@ -830,17 +859,56 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Sends a restart of container `index` after its back-off: 1 s, doubling
+    /// with each restart up to 60 s, so a crash loop cannot flood the host.
+    fn schedule_restart(&self, index: usize) {
+        let delay = Duration::from_secs(1u64 << self.restarts[index].min(6)).min(Duration::from_secs(60));
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::Restart { index });
+        });
+    }
+
+    /// Runs an exited container again: a new containerd task on the same
+    /// container and filesystem, logging to the same file.
+    async fn restart(&mut self, index: usize) -> Result<(), RuntimeError> {
+        if !matches!(self.phases[index], Phase::Exited { .. }) || *self.stop.borrow() {
+            return Ok(());
+        }
+        let ctr = self.inner.ctr.clone();
+        let id = container_id(&self.task_id(), index);
+        call_idempotent("delete task", ctr.tasks().delete(ctr.req(DeleteTaskRequest { container_id: id.clone() })))
+            .await?;
+        // The last run's health checker would exec into a container that is gone.
+        self.watchers.retain(|(i, w)| {
+            if *i == index {
+                w.abort();
+            }
+            *i != index
+        });
+        let image = self.image_of(index).await?;
+        self.create_and_start_task(index, &id).await?;
+        self.restarts[index] += 1;
+        self.phases[index] = Phase::Running;
+        self.watch(index, &id, &image);
+        Ok(())
+    }
+
     /// Waits for the container's exit (surviving containerd restarts) and
     /// runs its health check, sending both as events.
     fn watch(&mut self, index: usize, id: &str, image: &ReadyImage) {
         let ctr = self.inner.ctr.clone();
         let events = self.events_tx.clone();
         let id_owned = id.to_owned();
-        self.watchers.push(tokio::spawn(async move {
-            let exit_code = wait_exit(&ctr, &id_owned).await;
-            let oom = exit_code == 137 && oom_killed(&ctr.namespace_name, &id_owned);
-            let _ = events.send(Event::Exited { index, exit_code, oom });
-        }));
+        self.watchers.push((
+            index,
+            tokio::spawn(async move {
+                let exit_code = wait_exit(&ctr, &id_owned).await;
+                let oom = exit_code == 137 && oom_killed(&ctr.namespace_name, &id_owned);
+                let _ = events.send(Event::Exited { index, exit_code, oom });
+            }),
+        ));
         let c = &self.record.task.containers[index];
         if let Some(check) = c.health_check.clone() {
             let ctr = self.inner.ctr.clone();
@@ -852,12 +920,15 @@ impl Supervisor {
                 cwd: spec::working_dir(c, &image.config),
                 user: spec::user(c, &image.config).unwrap_or((0, 0)),
             };
-            self.watchers.push(tokio::spawn(async move {
-                health::run(ctr, exec, check, move |status| {
-                    let _ = events.send(Event::Health { index, status });
-                })
-                .await;
-            }));
+            self.watchers.push((
+                index,
+                tokio::spawn(async move {
+                    health::run(ctr, exec, check, move |status| {
+                        let _ = events.send(Event::Health { index, status });
+                    })
+                    .await;
+                }),
+            ));
         }
     }
 
@@ -885,11 +956,11 @@ impl Supervisor {
                 Ok(Some(Event::Exited { index, exit_code, oom })) => {
                     self.phases[index] = Phase::Exited { exit_code, oom }
                 }
-                Ok(Some(Event::Health { .. })) => {}
+                Ok(Some(Event::Health { .. } | Event::Restart { .. })) => {}
                 Ok(None) | Err(_) => break,
             }
         }
-        for w in self.watchers.drain(..) {
+        for (_, w) in self.watchers.drain(..) {
             w.abort();
         }
         for i in 0..task.containers.len() {

@@ -34,6 +34,7 @@ fn containers(names: &[String], image: &str, status: TaskStatus, exit: Option<i3
             essential: true,
             health_status: None,
             network_bindings: Vec::new(),
+            restart_count: 0,
         })
         .collect()
 }
