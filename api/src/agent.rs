@@ -77,6 +77,9 @@ pub struct AgentTask {
     /// The containers with the run's overrides applied.
     pub containers: Vec<ContainerDefinition>,
     pub port_bindings: Vec<HostPortBinding>,
+    /// Credentials for the containers whose definitions name one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registry_credentials: Vec<crate::registry_credentials::ContainerRegistryCredentials>,
 }
 
 /// One desired-state change for the host.

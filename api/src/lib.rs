@@ -15,6 +15,7 @@ pub mod hosts;
 pub mod ids;
 pub mod images;
 pub mod quotas;
+pub mod registry_credentials;
 pub mod task_definitions;
 pub mod tasks;
 

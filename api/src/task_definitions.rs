@@ -157,6 +157,10 @@ pub struct ContainerDefinition {
     /// exponentially from 1 s up to 60 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<RestartPolicy>,
+    /// The name of one of the account's registry credentials
+    /// (`/v1/registry-credentials`) to pull the image with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_credentials: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -175,7 +175,9 @@ impl RegistryClient {
     async fn answer(&self, challenge: &str) -> Result<String, RegistryError> {
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if scheme.eq_ignore_ascii_case("basic") {
-            let c = self.credentials.as_ref().ok_or_else(|| self.err("the registry needs credentials"))?;
+            let c = self.credentials.as_ref().ok_or_else(|| {
+                self.err("401 Unauthorized: the registry wants credentials; name a registry credential in the container's repository_credentials")
+            })?;
             return Ok(basic(c));
         }
         if !scheme.eq_ignore_ascii_case("bearer") {

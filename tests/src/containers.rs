@@ -22,6 +22,10 @@ pub struct ContainerEnv {
     /// `127.0.0.1:PORT/berth/busybox:1`
     pub image: String,
     pub registry: String,
+    /// A registry that wants a username and password, with the same image.
+    pub private_registry: String,
+    pub private_user: String,
+    pub private_password: String,
     /// The `berth` binary: the containers' logger, and `berth agent` for restart tests.
     pub berth_bin: PathBuf,
 }
@@ -38,6 +42,9 @@ impl ContainerEnv {
             socket: PathBuf::from(var("BERTH_TEST_CONTAINERD_SOCKET")),
             image: var("BERTH_TEST_IMAGE"),
             registry: var("BERTH_TEST_REGISTRY"),
+            private_registry: var("BERTH_TEST_PRIVATE_REGISTRY"),
+            private_user: var("BERTH_TEST_PRIVATE_USER"),
+            private_password: var("BERTH_TEST_PRIVATE_PASSWORD"),
             berth_bin: PathBuf::from(var("BERTH_TEST_BERTH_BIN")),
         }
     }

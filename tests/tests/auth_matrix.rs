@@ -52,6 +52,10 @@ fn body_for(op: &str) -> Option<Value> {
         "update_host_attributes" => json!({"attributes": {"rack": "r1"}}),
         "simulate_placement" => json!({"task_definition": "globex-web"}),
         "put_account_quota" => json!({"limit": 1000}),
+        "create_registry_credential" => {
+            json!({"name": "matrix-cred", "registry": "127.0.0.1:5000", "username": "u", "password": "p"})
+        }
+        "update_registry_credential" => json!({"password": "p2"}),
         "put_account_rate_limit" => json!({"per_second": 10.0, "burst": 10}),
         "stop_task" | "create_session" | "create_registration_token" | "suspend_account" | "deregister_host" => {
             json!({})
@@ -70,6 +74,7 @@ struct Fixture {
     key: String,
     token: String,
     host: String,
+    credential: String,
 }
 
 async fn fixture(s: &TestServer, name: &str) -> Fixture {
@@ -88,7 +93,15 @@ async fn fixture(s: &TestServer, name: &str) -> Fixture {
     let host = client.add_host("prod", 4096, 8192, json!({})).await["host_id"].as_str().expect("host").to_owned();
     let account =
         s.operator.get(&format!("/v1/accounts/{name}")).await.expect(200)["id"].as_str().expect("id").to_owned();
-    Fixture { client, family, account, cluster, task, key, token, host }
+    let credential = format!("{name}-registry");
+    client
+        .post(
+            "/v1/registry-credentials",
+            json!({"name": credential, "registry": "127.0.0.1:5000", "username": "u", "password": "secret"}),
+        )
+        .await
+        .expect(201);
+    Fixture { client, family, account, cluster, task, key, token, host, credential }
 }
 
 fn fill(path: &str, f: &Fixture) -> String {
@@ -100,6 +113,7 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{token}", &f.token)
         .replace("{account}", &f.account)
         .replace("{host}", &f.host)
+        .replace("{credential}", &f.credential)
         .replace("{name}", "clusters")
         .replace("{class}", "read")
 }
@@ -165,8 +179,14 @@ async fn read_only_keys_are_refused_on_every_mutating_route() {
     // And reads work (the event stream never ends, so it is left to its own tests).
     for route in tenant_routes().into_iter().filter(|r| r.method == Method::GET && r.id != "stream_events") {
         let r = call(&ro, &route, &fill(&route.path, &b)).await;
-        let allowed = !matches!(route.id.as_str(), "list_access_keys" | "get_access_key" | "list_audit_events")
-            && !route.path.starts_with("/v1/accounts");
+        let allowed = !matches!(
+            route.id.as_str(),
+            "list_access_keys"
+                | "get_access_key"
+                | "list_audit_events"
+                | "list_registry_credentials"
+                | "get_registry_credential"
+        ) && !route.path.starts_with("/v1/accounts");
         if route.id == "get_task_logs" {
             // Allowed, but this task never reached a host, so it has no logs.
             r.expect_error(404, "ResourceNotFound");

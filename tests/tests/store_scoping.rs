@@ -32,6 +32,7 @@ fn definition(family: &str) -> RegisterTaskDefinitionRequest {
             pull_policy: None,
             pids_limit: None,
             restart_policy: None,
+            repository_credentials: None,
         }],
         cpu: None,
         memory: None,

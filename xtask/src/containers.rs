@@ -23,12 +23,18 @@ pub const TEST_NETWORK: &str = "berth-berthtest0";
 pub const TEST_REPOSITORY: &str = "berth/busybox";
 pub const TEST_TAG: &str = "1";
 
+/// The private registry's user (its password is made per run).
+pub const PRIVATE_USER: &str = "berth-test";
+
 pub struct Containers {
     dir: PathBuf,
     containerd: Child,
-    registry: Child,
+    registries: Vec<Child>,
     pub socket: PathBuf,
     pub registry_addr: String,
+    /// A second registry that wants a username and password (htpasswd).
+    pub private_registry_addr: String,
+    pub private_password: String,
 }
 
 /// The Debian packages the container tests and benchmarks need.
@@ -44,6 +50,8 @@ pub fn needs() -> Vec<Need> {
         Need::binary("docker-registry", "docker-registry", &[]),
         Need::binary("skopeo", "skopeo", &[]),
         Need::binary("busybox", "busybox-static", &[]),
+        // bcrypt for the private registry's htpasswd file.
+        Need::binary("htpasswd", "apache2-utils", &[]),
     ]
 }
 
@@ -55,6 +63,25 @@ fn free_port() -> Result<u16> {
 fn spawn_logged(cmd: &mut Command, dir: &Path, name: &str) -> Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     cmd.stdout(Stdio::null()).stderr(log).spawn().with_context(|| format!("starting {name}"))
+}
+
+/// Debian's docker-registry on a free loopback port, with htpasswd auth when given.
+fn start_registry(dir: &Path, name: &str, htpasswd: Option<&Path>) -> Result<(Child, String)> {
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let auth = htpasswd
+        .map(|p| format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", p.display()))
+        .unwrap_or_default();
+    let config = dir.join(format!("{name}.yml"));
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n{auth}",
+            dir.join(name).display()
+        ),
+    )?;
+    let child = spawn_logged(Command::new("docker-registry").arg("serve").arg(&config), dir, name)?;
+    Ok((child, addr))
 }
 
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
@@ -93,33 +120,51 @@ impl Containers {
             &dir,
             "containerd",
         )?;
-        let port = free_port()?;
-        let registry_addr = format!("127.0.0.1:{port}");
-        std::fs::write(
-            dir.join("registry.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: {registry_addr}\n",
-                dir.join("registry").display()
-            ),
-        )?;
-        let registry = match spawn_logged(
-            Command::new("docker-registry").arg("serve").arg(dir.join("registry.yml")),
-            &dir,
-            "docker-registry",
-        ) {
-            Ok(r) => r,
+        let mut registries = Vec::new();
+        let private_password = format!("pw-{}-{}", std::process::id(), free_port()?);
+        let started = start_registry(&dir, "registry", None).and_then(|(child, addr)| {
+            registries.push(child);
+            let htpasswd = dir.join("htpasswd");
+            let out = Command::new("htpasswd")
+                .args(["-Bbc"])
+                .arg(&htpasswd)
+                .args([PRIVATE_USER, private_password.as_str()])
+                .output()
+                .context("running htpasswd")?;
+            if !out.status.success() {
+                bail!("htpasswd failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            let (child, private_addr) = start_registry(&dir, "private-registry", Some(&htpasswd))?;
+            registries.push(child);
+            Ok((addr, private_addr))
+        });
+        let (registry_addr, private_registry_addr) = match started {
+            Ok(addrs) => addrs,
             Err(e) => {
+                for mut r in registries {
+                    let _ = r.kill();
+                    let _ = r.wait();
+                }
                 stop_containerd(&dir, &mut containerd);
                 return Err(e);
             }
         };
-        let c = Containers { dir: dir.clone(), containerd, registry, socket: socket.clone(), registry_addr };
+        let c = Containers {
+            dir: dir.clone(),
+            containerd,
+            registries,
+            socket: socket.clone(),
+            registry_addr,
+            private_registry_addr,
+            private_password,
+        };
         wait_until("containerd", Duration::from_secs(30), || socket.exists())?;
-        wait_until("docker-registry", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&c.registry_addr).is_ok()
-        })?;
-        build_and_push_image(&dir.join("image"), &c.registry_addr)?;
+        for addr in [&c.registry_addr, &c.private_registry_addr] {
+            wait_until("docker-registry", Duration::from_secs(30), || std::net::TcpStream::connect(addr).is_ok())?;
+        }
+        let layout = build_image(&dir.join("image"))?;
+        push_image(&layout, &c.registry_addr, None)?;
+        push_image(&layout, &c.private_registry_addr, Some(&format!("{PRIVATE_USER}:{}", c.private_password)))?;
         eprintln!(
             "xtask: containerd on {} and a registry on {} with {}/{TEST_REPOSITORY}:{TEST_TAG}",
             c.socket.display(),
@@ -139,14 +184,19 @@ impl Containers {
         cmd.env("BERTH_TEST_CONTAINERD_SOCKET", &self.socket)
             .env("BERTH_TEST_IMAGE", self.image())
             .env("BERTH_TEST_REGISTRY", &self.registry_addr)
+            .env("BERTH_TEST_PRIVATE_REGISTRY", &self.private_registry_addr)
+            .env("BERTH_TEST_PRIVATE_USER", PRIVATE_USER)
+            .env("BERTH_TEST_PRIVATE_PASSWORD", &self.private_password)
             .env("BERTH_TEST_BERTH_BIN", berth);
     }
 }
 
 impl Drop for Containers {
     fn drop(&mut self) {
-        let _ = self.registry.kill();
-        let _ = self.registry.wait();
+        for r in &mut self.registries {
+            let _ = r.kill();
+            let _ = r.wait();
+        }
         stop_containerd(&self.dir, &mut self.containerd);
         let _ = std::fs::remove_dir_all(&self.dir);
         clear_test_network();
@@ -261,8 +311,8 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> Result<(String, usize)> {
 }
 
 /// A one-layer image: busybox-static with its applets linked, a passwd
-/// file, and a page for httpd. Built as an OCI layout, pushed with skopeo.
-fn build_and_push_image(work: &Path, registry: &str) -> Result<()> {
+/// file, and a page for httpd, as an OCI layout (returned).
+fn build_image(work: &Path) -> Result<PathBuf> {
     let rootfs = work.join("rootfs");
     for d in ["bin", "etc", "tmp", "www", "proc", "sys", "dev"] {
         std::fs::create_dir_all(rootfs.join(d))?;
@@ -314,8 +364,17 @@ fn build_and_push_image(work: &Path, registry: &str) -> Result<()> {
         ),
     )?;
     std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--dest-tls-verify=false", "--insecure-policy"])
+    Ok(layout)
+}
+
+/// Pushes the layout to a registry with skopeo, with `user:password` when given.
+fn push_image(layout: &Path, registry: &str, creds: Option<&str>) -> Result<()> {
+    let mut skopeo = Command::new("skopeo");
+    skopeo.args(["copy", "--quiet", "--dest-tls-verify=false", "--insecure-policy"]);
+    if let Some(c) = creds {
+        skopeo.arg(format!("--dest-creds={c}"));
+    }
+    let out = skopeo
         .arg(format!("oci:{}:{TEST_TAG}", layout.display()))
         .arg(format!("docker://{registry}/{TEST_REPOSITORY}:{TEST_TAG}"))
         .output()

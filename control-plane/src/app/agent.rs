@@ -72,6 +72,7 @@ fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
 async fn agent_task(
     tx: &mut Tx,
     scope: AccountScope,
+    keyring: &crate::auth::keyring::Keyring,
     row: &TaskRow,
     definitions: &mut HashMap<uuid::Uuid, RegisterTaskDefinitionRequest>,
 ) -> AppResult<AgentTask> {
@@ -104,6 +105,7 @@ async fn agent_task(
             });
         }
     }
+    let registry_credentials = super::registry_credentials::for_containers(tx, scope, keyring, &containers).await?;
     Ok(AgentTask {
         task_id: row.task_id(),
         task_definition: format!("{}:{}", row.family, row.revision),
@@ -112,6 +114,7 @@ async fn agent_task(
         network_mode: def.network_mode,
         containers,
         port_bindings,
+        registry_credentials,
     })
 }
 
@@ -258,7 +261,7 @@ impl App {
                     task_id: TaskId(a.task_id),
                     desired_status: DesiredStatus::parse(&a.desired_status)
                         .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
-                    task: agent_task(&mut tx, scope, task, &mut definitions).await?,
+                    task: agent_task(&mut tx, scope, &self.auth().keyring, task, &mut definitions).await?,
                 });
             }
             tx.rollback().await?;

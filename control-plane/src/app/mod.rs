@@ -16,6 +16,7 @@ pub mod placement;
 pub mod quotas;
 pub mod rate_limits;
 pub mod registration;
+pub mod registry_credentials;
 pub mod sessions;
 pub mod task_definitions;
 pub mod tasks;

@@ -253,6 +253,9 @@ fn validate_container(
             ));
         }
     }
+    if let Some(name) = &c.repository_credentials {
+        validate::name(&at("repository_credentials"), name)?;
+    }
     if let Some(policy) = &c.restart_policy {
         if c.essential {
             return Err(AppError::validation(
@@ -406,6 +409,7 @@ impl App {
         let defaults = self.quota_defaults().clone();
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
+                super::registry_credentials::check_named(tx, scope, &req.container_definitions).await?;
                 let now = store::now();
                 // Opened before the insert: a counter made on first use counts the rows as they were.
                 let mut ledger =

@@ -52,6 +52,10 @@ pub enum Action {
     UpdateAccount,
     CreateSession,
     ReadQuotas,
+    CreateRegistryCredential,
+    ReadRegistryCredential,
+    UpdateRegistryCredential,
+    DeleteRegistryCredential,
 }
 
 impl Action {
@@ -70,6 +74,7 @@ impl Action {
                 | ReadHost
                 | SimulatePlacement
                 | ReadQuotas
+                | ReadRegistryCredential
         )
     }
 
@@ -95,7 +100,15 @@ impl Action {
             | DeleteTaskDefinition
             | ReadEvents
             | ReadQuotas => Area::Workload,
-            CreateAccessKey | ReadAccessKey | UpdateAccessKey | DeleteAccessKey | ReadAudit => Area::Security,
+            CreateAccessKey
+            | ReadAccessKey
+            | UpdateAccessKey
+            | DeleteAccessKey
+            | ReadAudit
+            | CreateRegistryCredential
+            | ReadRegistryCredential
+            | UpdateRegistryCredential
+            | DeleteRegistryCredential => Area::Security,
             CreateAccount | ReadAccount | UpdateAccount => Area::Accounts,
             CreateSession => Area::Session,
         }

@@ -40,6 +40,7 @@ pub struct AppState {
         (name = "hosts", description = "Hosts registered by agents, and placement"),
         (name = "accounts", description = "Tenant accounts (the operator's API)"),
         (name = "access-keys", description = "Access keys for SigV4 signing"),
+        (name = "registry-credentials", description = "Secrets for pulling from private registries"),
         (name = "sessions", description = "Short-lived bearer tokens"),
         (name = "quotas", description = "Per-account limits and usage"),
         (name = "registration-tokens", description = "Tokens host agents exchange for host credentials"),
@@ -53,7 +54,8 @@ struct ApiDoc;
 
 fn api_routes() -> OpenApiRouter<AppState> {
     use handlers::{
-        access_keys, accounts, audit, clusters, events, hosts, registration_tokens, sessions, task_definitions, tasks,
+        access_keys, accounts, audit, clusters, events, hosts, registration_tokens, registry_credentials, sessions,
+        task_definitions, tasks,
     };
     OpenApiRouter::new()
         .routes(routes!(accounts::create, accounts::list))
@@ -71,6 +73,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(access_keys::get, access_keys::delete))
         .routes(routes!(access_keys::deactivate))
         .routes(routes!(access_keys::reactivate))
+        .routes(routes!(registry_credentials::create, registry_credentials::list))
+        .routes(routes!(registry_credentials::get, registry_credentials::update, registry_credentials::delete))
         .routes(routes!(sessions::create))
         .routes(routes!(audit::list))
         .routes(routes!(registration_tokens::create, registration_tokens::list))

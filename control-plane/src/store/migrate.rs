@@ -61,6 +61,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0008_agent_logs_endpoint.sql"),
         include_str!("../../../migrations/sqlite/0008_agent_logs_endpoint.sql"),
     ),
+    (
+        9,
+        "registry_credentials",
+        include_str!("../../../migrations/postgres/0009_registry_credentials.sql"),
+        include_str!("../../../migrations/sqlite/0009_registry_credentials.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -20,6 +20,7 @@ pub mod migrate;
 pub mod quotas;
 pub mod rate_limits;
 pub mod registration_tokens;
+pub mod registry_credentials;
 pub mod retention;
 pub mod schema;
 pub mod signing_keys;

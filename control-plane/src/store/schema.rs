@@ -261,3 +261,17 @@ pub enum AuditEvents {
     RequestId,
     CreatedAt,
 }
+
+#[derive(Iden, Clone, Copy)]
+pub enum RegistryCredentials {
+    Table,
+    AccountId,
+    Name,
+    Registry,
+    Username,
+    PasswordKeyId,
+    PasswordCiphertext,
+    CreatedAt,
+    UpdatedAt,
+    Version,
+}

@@ -320,9 +320,12 @@ fn read_record(config: &ContainerdConfig, task: &TaskId) -> Option<TaskRecord> {
 /// Written to a temporary file, synced and renamed: a crash leaves the old record or the new.
 fn write_record(config: &ContainerdConfig, record: &TaskRecord) -> std::io::Result<()> {
     use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let path = record_path(config, &record.task.task_id);
     let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    // Owner only: the record carries the task's registry credentials.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     f.write_all(&serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)
@@ -544,7 +547,7 @@ impl Supervisor {
                 r = self.inner.images.ensure(&c.image, match policy {
                     PullPolicy::Always => image::PullPolicy::Always,
                     PullPolicy::IfNotPresent => image::PullPolicy::IfNotPresent,
-                }, None) => r?,
+                }, self.credentials_for(i)) => r?,
                 _ = self.stop.wait_for(|s| *s) => return Ok(()),
             };
             self.images[i] = Some(pulled);
@@ -680,12 +683,27 @@ impl Supervisor {
         }
     }
 
+    /// The credentials container `i` pulls with: only for the registry they were given for.
+    fn credentials_for(&self, i: usize) -> Option<crate::registry::RegistryCredentials> {
+        let c = &self.record.task.containers[i];
+        let registry = crate::registry::ImageReference::parse(&c.image).ok()?.registry;
+        self.record
+            .task
+            .registry_credentials
+            .iter()
+            .find(|rc| rc.container_name == c.name && rc.registry == registry)
+            .map(|rc| crate::registry::RegistryCredentials {
+                username: rc.username.clone(),
+                password: rc.password.clone(),
+            })
+    }
+
     async fn image_of(&mut self, i: usize) -> Result<ReadyImage, RuntimeError> {
         if let Some(img) = &self.images[i] {
             return Ok(img.clone());
         }
         let c = &self.record.task.containers[i];
-        let img = self.inner.images.ensure(&c.image, image::PullPolicy::IfNotPresent, None).await?;
+        let img = self.inner.images.ensure(&c.image, image::PullPolicy::IfNotPresent, self.credentials_for(i)).await?;
         self.images[i] = Some(img.clone());
         Ok(img)
     }

@@ -10,6 +10,7 @@ pub mod events;
 pub mod hosts;
 pub mod quotas;
 pub mod registration_tokens;
+pub mod registry_credentials;
 pub mod sessions;
 pub mod system;
 pub mod task_definitions;
