@@ -17,6 +17,9 @@ pub const AGENT_PROTOCOL_VERSION: u32 = 1;
 pub struct ObservedTask {
     pub task_id: TaskId,
     pub last_status: TaskStatus,
+    /// Its containers' resource use, for running tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::tasks::ResourceUsage>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

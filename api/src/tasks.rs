@@ -141,6 +141,25 @@ fn essential_default() -> bool {
     true
 }
 
+/// A task's resource use as its agent measures it (its containers' cgroups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceUsage {
+    /// CPU units in use (1024 = one core busy), averaged over the last heartbeat interval.
+    pub cpu: u32,
+    /// Memory in use, MiB.
+    pub memory: u32,
+}
+
+/// A task's resource use with when the control plane heard of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TaskUsage {
+    pub cpu: u32,
+    pub memory: u32,
+    #[serde(with = "time::serde::rfc3339")]
+    pub measured_at: OffsetDateTime,
+}
+
 /// What a health check says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -256,6 +275,9 @@ pub struct Task {
     /// From the essential containers' health checks; absent when none has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
+    /// What it used when its host last looked; absent before its first heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TaskUsage>,
     #[serde(default, skip_serializing_if = "TaskOverrides::is_empty")]
     pub overrides: TaskOverrides,
     /// CPU units the task reserves.

@@ -212,11 +212,12 @@ async fn heartbeat_loop(
     // Sent until the control plane has it: once per agent start.
     let mut logs_endpoint = logs_endpoint;
     while !*stop.borrow() {
+        let mut usage = runtime.usage().await;
         let observed: Vec<ObservedTask> = runtime
             .observed()
             .await
             .into_iter()
-            .map(|(task_id, last_status)| ObservedTask { task_id, last_status })
+            .map(|(task_id, last_status)| ObservedTask { task_id, last_status, usage: usage.remove(&task_id) })
             .collect();
         match client.heartbeat(&HeartbeatRequest { observed, logs_endpoint: logs_endpoint.clone() }).await {
             Ok(resp) => {

@@ -400,3 +400,31 @@ async fn a_private_registry_pulls_with_the_accounts_stored_credentials() {
     stop_task(c, "prod", &task).await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tasks_cpu_and_memory_use_shows_on_the_task() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    // About 30 MiB held in a shell variable, and one core kept busy.
+    register(
+        c,
+        env,
+        "busy",
+        json!({"container_definitions": [{"name": "app", "memory": 128, "command": ["sh", "-c",
+        "x=$(head -c 30000000 /dev/zero | tr '\\0' a); trap 'exit 0' TERM; while true; do :; done"]}]}),
+    )
+    .await;
+    let task = run_one(c, "prod", "busy").await;
+    // The first heartbeat after RUNNING sets the CPU baseline; the next measures the rate.
+    let t = wait_task(c, "prod", &task, 60, "measured use", |t| {
+        t["usage"]["cpu"].as_u64().is_some_and(|cpu| cpu > 256)
+            && t["usage"]["memory"].as_u64().is_some_and(|m| m >= 25)
+    })
+    .await;
+    let usage = &t["usage"];
+    assert!(usage["cpu"].as_u64().is_some_and(|cpu| cpu <= 2 * 1024 + 128), "at most the machine's two cores: {usage}");
+    assert!(usage["memory"].as_u64().is_some_and(|m| m <= 128), "within the limit: {usage}");
+    assert!(usage["measured_at"].as_str().is_some());
+    stop_task(c, "prod", &task).await;
+    h.finish().await;
+}

@@ -207,6 +207,18 @@ impl App {
             .filter(|o| o.last_status != TaskStatus::Stopped && !live.contains(&o.task_id))
             .map(|o| o.task_id)
             .collect();
+        let now = store::now();
+        let usage: Vec<(TaskId, berth_api::tasks::TaskUsage)> = req
+            .observed
+            .iter()
+            .filter(|o| live.contains(&o.task_id))
+            .filter_map(|o| {
+                o.usage.map(|u| {
+                    (o.task_id, berth_api::tasks::TaskUsage { cpu: u.cpu, memory: u.memory, measured_at: now })
+                })
+            })
+            .collect();
+        store::tasks::record_usage(&mut tx, scope, host.host_id, &usage).await?;
         tx.commit().await?;
         Ok(HeartbeatResponse {
             host_status: HostStatus::parse(&status).unwrap_or(HostStatus::Active),

@@ -264,6 +264,7 @@ pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
         cluster: row.cluster_name,
         started_by: row.started_by,
         health_status: berth_api::tasks::HealthStatus::of_task(row.containers.0.iter().map(|c| (c, c.essential))),
+        usage: row.resource_usage.map(|u| u.0),
         containers: row.containers.0,
         overrides: row.overrides.0,
         cpu: u32::try_from(row.cpu).unwrap_or(u32::MAX),

@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0009_registry_credentials.sql"),
         include_str!("../../../migrations/sqlite/0009_registry_credentials.sql"),
     ),
+    (
+        10,
+        "task_usage",
+        include_str!("../../../migrations/postgres/0010_task_usage.sql"),
+        include_str!("../../../migrations/sqlite/0010_task_usage.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -87,6 +87,7 @@ pub enum Tasks {
     HostPorts,
     ReportSeq,
     PlacementSpec,
+    ResourceUsage,
 }
 
 #[derive(Iden, Clone, Copy)]

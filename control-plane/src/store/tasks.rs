@@ -43,6 +43,7 @@ pub struct TaskRow {
     pub host_ports: Json<Vec<u16>>,
     pub report_seq: i64,
     pub placement_spec: Option<Json<PlacementSpec>>,
+    pub resource_usage: Option<Json<berth_api::tasks::TaskUsage>>,
 }
 
 impl TaskRow {
@@ -122,6 +123,7 @@ fn select_all_accounts() -> SelectStatement {
             Tasks::HostPorts,
             Tasks::ReportSeq,
             Tasks::PlacementSpec,
+            Tasks::ResourceUsage,
         ])
         .expr_as(
             Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
@@ -452,4 +454,32 @@ pub async fn assign_queued(
         .and_where(Expr::col(Tasks::Queued).eq(true))
         .to_owned();
     Ok(tx.execute(&stmt).await? == 1)
+}
+
+/// Records what the host's tasks use, from one heartbeat: one statement for
+/// all of them, and only tasks on that host that are not STOPPED.
+pub async fn record_usage(
+    tx: &mut Tx,
+    scope: AccountScope,
+    host: HostId,
+    usage: &[(TaskId, berth_api::tasks::TaskUsage)],
+) -> StoreResult<()> {
+    if usage.is_empty() {
+        return Ok(());
+    }
+    let mut case = sea_query::CaseStatement::new();
+    for (id, u) in usage {
+        case = case.case(Expr::col(Tasks::Id).eq(id.0), Expr::val(serde_json::to_value(u).unwrap_or_default()));
+    }
+    let value: sea_query::Expr = case.finally(Expr::col(Tasks::ResourceUsage)).into();
+    let stmt = Query::update()
+        .table(Tasks::Table)
+        .value(Tasks::ResourceUsage, value)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::HostId).eq(host.0))
+        .and_where(Expr::col(Tasks::Id).is_in(usage.iter().map(|(id, _)| id.0)))
+        .and_where(Expr::col(Tasks::LastStatus).ne("STOPPED"))
+        .to_owned();
+    tx.execute(&stmt).await?;
+    Ok(())
 }

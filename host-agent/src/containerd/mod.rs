@@ -14,6 +14,7 @@ pub mod health;
 pub mod image;
 pub mod network;
 pub mod spec;
+pub mod stats;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -155,6 +156,7 @@ struct Handle {
     stop: watch::Sender<bool>,
     /// The task's images by their stored names, kept from garbage collection.
     images: Vec<String>,
+    containers: usize,
 }
 
 struct Inner {
@@ -165,6 +167,8 @@ struct Inner {
     config: ContainerdConfig,
     tasks: Mutex<HashMap<TaskId, Handle>>,
     updates: UpdateQueue,
+    /// Each task's last CPU sample, to turn cumulative CPU time into a rate.
+    cpu_samples: Mutex<HashMap<TaskId, (std::time::Instant, u64)>>,
 }
 
 /// The containerd runtime. Cheap to clone.
@@ -196,6 +200,7 @@ impl ContainerdRuntime {
                 config,
                 tasks: Mutex::new(HashMap::new()),
                 updates: UpdateQueue::default(),
+                cpu_samples: Mutex::new(HashMap::new()),
             }),
         };
         runtime.recover().await?;
@@ -258,7 +263,8 @@ impl ContainerdRuntime {
                 .iter()
                 .filter_map(|c| crate::registry::ImageReference::parse(&c.image).ok().map(|r| r.to_string()))
                 .collect();
-            tasks.insert(task_id, Handle { status: status.clone(), stop: stop_tx, images });
+            let containers = record.task.containers.len();
+            tasks.insert(task_id, Handle { status: status.clone(), stop: stop_tx, images, containers });
         }
         let inner = self.inner.clone();
         tokio::spawn(async move { Supervisor::new(inner, record, status, stop_rx).run().await });
@@ -376,6 +382,42 @@ impl Runtime for ContainerdRuntime {
                 .iter()
                 .map(|(id, h)| (*id, *h.status.lock().unwrap_or_else(|p| p.into_inner())))
                 .collect()
+        })
+    }
+
+    fn usage(&self) -> BoxFuture<'_, HashMap<TaskId, berth_api::tasks::ResourceUsage>> {
+        Box::pin(async move {
+            let running: Vec<(TaskId, usize)> = self
+                .inner
+                .tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, h)| *h.status.lock().unwrap_or_else(|p| p.into_inner()) == TaskStatus::Running)
+                .map(|(id, h)| (*id, h.containers))
+                .collect();
+            let now = std::time::Instant::now();
+            let mut samples = self.inner.cpu_samples.lock().unwrap_or_else(|p| p.into_inner());
+            samples.retain(|id, _| running.iter().any(|(r, _)| r == id));
+            let mut out = HashMap::new();
+            for (task, containers) in running {
+                let total = (0..containers)
+                    .filter_map(|i| stats::sample(&self.inner.ctr.namespace_name, &container_id(&task, i)))
+                    .fold(stats::Sample::default(), |acc, s| stats::Sample {
+                        cpu_nanos: acc.cpu_nanos + s.cpu_nanos,
+                        memory_bytes: acc.memory_bytes + s.memory_bytes,
+                    });
+                // The first sample of a task only sets the baseline for its CPU rate.
+                let cpu = match samples.insert(task, (now, total.cpu_nanos)) {
+                    Some((then, before)) => {
+                        stats::cpu_units(before, total.cpu_nanos, now.duration_since(then).as_nanos())
+                    }
+                    None => 0,
+                };
+                let memory = u32::try_from(total.memory_bytes / (1024 * 1024)).unwrap_or(u32::MAX);
+                out.insert(task, berth_api::tasks::ResourceUsage { cpu, memory });
+            }
+            out
         })
     }
 

@@ -5,7 +5,7 @@ mod simulated;
 
 use berth_api::TaskId;
 use berth_api::agent::AgentTask;
-use berth_api::tasks::{ContainerState, HealthStatus, StopCode, TaskStatus};
+use berth_api::tasks::{ContainerState, HealthStatus, ResourceUsage, StopCode, TaskStatus};
 
 pub use simulated::SimulatedRuntime;
 use tokio::sync::mpsc;
@@ -31,6 +31,10 @@ pub trait Runtime: Send + Sync {
     fn stop(&self, task: TaskId) -> BoxFuture<'_, ()>;
     /// Every task the runtime holds and its state.
     fn observed(&self) -> BoxFuture<'_, Vec<(TaskId, TaskStatus)>>;
+    /// What each running task uses now; empty where the runtime cannot tell.
+    fn usage(&self) -> BoxFuture<'_, std::collections::HashMap<TaskId, ResourceUsage>> {
+        Box::pin(async { std::collections::HashMap::new() })
+    }
     /// The next transitions to report (waiting for the first, then taking up
     /// to `max` that are ready), so they go out in one request; None when
     /// the runtime shuts down.
