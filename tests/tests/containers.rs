@@ -428,3 +428,101 @@ async fn a_tasks_cpu_and_memory_use_shows_on_the_task() {
     stop_task(c, "prod", &task).await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn containers_start_in_dependency_order() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    // "web" waits for "migrate" to succeed; "sidecar" only for "web" to start.
+    register(c, env, "ordered", json!({"container_definitions": [
+        {"name": "sidecar", "memory": 16, "essential": false, "stop_timeout": 1, "command": ["sh", "-c", "echo sidecar-up; sleep 3600"],
+         "depends_on": [{"container_name": "web", "condition": "START"}]},
+        {"name": "web", "memory": 16, "command": ["sh", "-c", "echo web-up; trap 'exit 0' TERM; while true; do sleep 1; done"],
+         "depends_on": [{"container_name": "migrate", "condition": "SUCCESS"}]},
+        {"name": "migrate", "memory": 16, "essential": false, "command": ["sh", "-c", "sleep 1; echo migrated"]}]}))
+    .await;
+    let task = run_one(c, "prod", "ordered").await;
+    let t = wait_task(c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    assert_eq!(t["containers"][2]["exit_code"], 0, "migrate ran to completion first: {t}");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = logs(c, "prod", &task, "").await;
+        if text.contains("sidecar-up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = |needle: &str| text.find(needle).unwrap_or_else(|| panic!("{needle} missing from {text:?}"));
+    assert!(at("[migrate] migrated") < at("[web] web-up"), "web waited for migrate: {text:?}");
+    assert!(at("[web] web-up") < at("[sidecar] sidecar-up"), "the sidecar started after web: {text:?}");
+    stop_task(c, "prod", &task).await;
+
+    // A SUCCESS dependency that fails can never be met: the task fails and says why.
+    register(
+        c,
+        env,
+        "blocked",
+        json!({"container_definitions": [
+        {"name": "web", "memory": 16, "stop_timeout": 1, "command": ["sleep", "3600"],
+         "depends_on": [{"container_name": "migrate", "condition": "SUCCESS"}]},
+        {"name": "migrate", "memory": 16, "essential": false, "command": ["sh", "-c", "exit 4"]}]}),
+    )
+    .await;
+    let task = run_one(c, "prod", "blocked").await;
+    let t = wait_task(c, "prod", &task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["stop_code"], "TaskFailedToStart");
+    assert!(t["stopped_reason"].as_str().is_some_and(|r| r.contains("migrate exited with 4")), "{t}");
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn host_and_none_network_modes() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    let port = 42000 + (std::process::id() % 1000) as u16;
+    register(
+        c,
+        env,
+        "on-host",
+        json!({"network_mode": "host", "container_definitions": [
+        {"name": "web", "memory": 16, "stop_timeout": 1, "command": ["httpd", "-f", "-p", port.to_string(), "-h", "/www"],
+         "port_mappings": [{"container_port": port}]}]}),
+    )
+    .await;
+    register(
+        c,
+        env,
+        "isolated",
+        json!({"network_mode": "none", "container_definitions": [
+        {"name": "app", "memory": 16, "stop_timeout": 1, "command": ["sh", "-c", "ls /sys/class/net; sleep 3600"]}]}),
+    )
+    .await;
+    let web = run_one(c, "prod", "on-host").await;
+    let isolated = run_one(c, "prod", "isolated").await;
+    wait_task(c, "prod", &web, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let http = reqwest::Client::new();
+    let mut body = String::new();
+    for _ in 0..50 {
+        if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/index.html")).send().await
+            && let Ok(text) = r.text().await
+        {
+            body = text;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(body, "hello from berth\n", "host networking serves on the host's own port");
+    wait_task(c, "prod", &isolated, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = logs(c, "prod", &isolated, "").await;
+        if !text.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(text, "lo\n", "network mode none has only loopback");
+    stop_task(c, "prod", &web).await;
+    stop_task(c, "prod", &isolated).await;
+    h.finish().await;
+}

@@ -658,22 +658,28 @@ impl Supervisor {
                 return Ending { stop_code: None, reason: None };
             }
             let task = self.record.task.clone();
-            for (i, c) in task.containers.iter().enumerate() {
-                if self.phases[i] != Phase::Waiting {
-                    continue;
-                }
-                match self.dependencies_met(c) {
-                    Ok(false) => {}
-                    Ok(true) => match self.ensure_started(i).await {
-                        Ok(()) => {}
-                        Err(e) => {
-                            return Ending {
-                                stop_code: Some(StopCode::TaskFailedToStart),
-                                reason: Some(format!("container {}: {e}", c.name)),
-                            };
-                        }
-                    },
-                    Err(why) => return Ending { stop_code: Some(StopCode::TaskFailedToStart), reason: Some(why) },
+            // A start can meet another container's dependency (START), whatever
+            // their order in the definition: go round until nothing more can start.
+            let mut started_one = true;
+            while started_one {
+                started_one = false;
+                for (i, c) in task.containers.iter().enumerate() {
+                    if self.phases[i] != Phase::Waiting {
+                        continue;
+                    }
+                    match self.dependencies_met(c) {
+                        Ok(false) => {}
+                        Ok(true) => match self.ensure_started(i).await {
+                            Ok(()) => started_one = true,
+                            Err(e) => {
+                                return Ending {
+                                    stop_code: Some(StopCode::TaskFailedToStart),
+                                    reason: Some(format!("container {}: {e}", c.name)),
+                                };
+                            }
+                        },
+                        Err(why) => return Ending { stop_code: Some(StopCode::TaskFailedToStart), reason: Some(why) },
+                    }
                 }
             }
             if let Some(i) = (0..task.containers.len())
