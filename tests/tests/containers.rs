@@ -526,3 +526,34 @@ async fn host_and_none_network_modes() {
     stop_task(c, "prod", &isolated).await;
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unused_images_are_collected_by_age_and_disk_budget() {
+    use berth_host_agent::containerd::client::Containerd;
+    use berth_host_agent::containerd::image::{ImageStore, PullPolicy};
+    use std::collections::HashSet;
+    berth_tests::init();
+    let env = ContainerEnv::from_env();
+    // A namespace of its own, so no other test's images are counted.
+    let ctr = Containerd::connect(&env.socket, &format!("berth-gc-{}", std::process::id()), "overlayfs")
+        .await
+        .expect("containerd");
+    let http = berth_host_agent::registry::http().expect("http client");
+    let store = ImageStore::new(ctr, http, Vec::new());
+    let image = store.ensure(&env.image, PullPolicy::IfNotPresent, None).await.expect("pull");
+    let in_use: HashSet<String> = [image.name.clone()].into();
+    let week = Duration::from_secs(7 * 24 * 3600);
+
+    // Recent and within budget: kept. In use: kept even over budget and age.
+    assert!(store.collect_garbage(&HashSet::new(), week, u64::MAX).await.expect("gc").is_empty());
+    assert!(store.collect_garbage(&in_use, Duration::ZERO, 0).await.expect("gc").is_empty());
+    // Unused and over the budget: removed, and a later start pulls it again.
+    let removed = store.collect_garbage(&HashSet::new(), week, 0).await.expect("gc");
+    assert_eq!(removed, vec![image.name.clone()]);
+    assert!(store.collect_garbage(&HashSet::new(), week, 0).await.expect("gc").is_empty(), "nothing left");
+    store.ensure(&env.image, PullPolicy::IfNotPresent, None).await.expect("pulled again");
+    // Last use is kept to the second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let removed = store.collect_garbage(&HashSet::new(), Duration::ZERO, u64::MAX).await.expect("gc");
+    assert_eq!(removed, vec![image.name], "unused past its age: removed");
+}
