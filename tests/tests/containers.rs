@@ -557,3 +557,37 @@ async fn unused_images_are_collected_by_age_and_disk_budget() {
     let removed = store.collect_garbage(&HashSet::new(), Duration::ZERO, u64::MAX).await.expect("gc");
     assert_eq!(removed, vec![image.name], "unused past its age: removed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn user_names_resolve_through_the_images_passwd() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    register(
+        c,
+        env,
+        "as-nobody",
+        json!({"container_definitions": [
+        {"name": "app", "memory": 16, "user": "nobody", "command": ["sh", "-c", "id -u; id -g"]}]}),
+    )
+    .await;
+    register(
+        c,
+        env,
+        "as-ghost",
+        json!({"container_definitions": [
+        {"name": "app", "memory": 16, "user": "ghost", "command": ["true"]}]}),
+    )
+    .await;
+    let nobody = run_one(c, "prod", "as-nobody").await;
+    let ghost = run_one(c, "prod", "as-ghost").await;
+    let t = wait_task(c, "prod", &nobody, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["containers"][0]["exit_code"], 0, "{t}");
+    assert_eq!(logs(c, "prod", &nobody, "").await, "65534\n65534\n");
+    let t = wait_task(c, "prod", &ghost, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["stop_code"], "TaskFailedToStart");
+    assert!(
+        t["stopped_reason"].as_str().is_some_and(|r| r.contains("\"ghost\" is not in the image's /etc/passwd")),
+        "{t}"
+    );
+    h.finish().await;
+}

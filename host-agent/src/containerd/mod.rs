@@ -13,6 +13,7 @@ pub mod client;
 pub mod health;
 pub mod image;
 pub mod network;
+pub mod rootfs;
 pub mod spec;
 pub mod stats;
 
@@ -792,7 +793,8 @@ impl Supervisor {
             }
         }
         self.phases[i] = Phase::Running;
-        self.watch(i, &id, &image);
+        let user = self.user_of(i, &id, &image).await.unwrap_or((0, 0));
+        self.watch(i, &id, &image, user);
         Ok(())
     }
 
@@ -805,48 +807,17 @@ impl Supervisor {
             Err(e) if e.code() == Some(Code::NotFound) => {}
             Err(e) => return Err(e),
         }
-        let task = &self.record.task;
-        let c = &task.containers[i];
-        let etc = self.inner.config.etc_dir(&task.task_id);
-        let netns = self.record.network.as_ref().and_then(TaskNetwork::netns_path);
-        let hostname = self.hostname();
-        let oci = spec::build(&spec::SpecContext {
-            task,
-            container: c,
-            image: &image.config,
-            netns: netns.as_deref(),
-            hostname: &hostname,
-            cgroups_path: format!("/{}/{id}", ctr.namespace_name),
-            etc_dir: &etc,
-            default_pids_limit: self.inner.config.default_pids_limit,
-        })?;
-        let mut labels: HashMap<String, String> =
-            c.labels.iter().filter(|(k, _)| !k.starts_with("berth.io/")).map(|(k, v)| (k.clone(), v.clone())).collect();
-        labels.insert(TASK_LABEL.into(), task.task_id.to_string());
-        labels.insert(CONTAINER_LABEL.into(), c.name.clone());
-        labels.insert(AGENT_LABEL.into(), self.inner.agent_id.clone());
         // The lease keeps the new snapshot from containerd's garbage
         // collector until the container record refers to it.
         let lease = format!("berth-create-{id}");
         ctr.take_lease(&lease, Duration::from_secs(600)).await?;
-        let created = self.create_leased(id, image, oci, labels, &lease).await;
+        let created = self.create_leased(i, id, image, &lease).await;
         ctr.release_lease(&lease).await;
         created
     }
 
-    async fn create_leased(
-        &self,
-        id: &str,
-        image: &ReadyImage,
-        oci: oci_spec::runtime::Spec,
-        labels: HashMap<String, String>,
-        lease: &str,
-    ) -> Result<(), RuntimeError> {
+    async fn create_leased(&self, i: usize, id: &str, image: &ReadyImage, lease: &str) -> Result<(), RuntimeError> {
         let ctr = &self.inner.ctr;
-        let spec_any = prost_types::Any {
-            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
-            value: serde_json::to_vec(&oci).map_err(|e| RuntimeError::Spec(e.to_string()))?,
-        };
         let prepared = call(
             "prepare snapshot",
             ctr.snapshots().prepare(ctr.leased(
@@ -865,6 +836,33 @@ impl Supervisor {
             Err(e) if e.code() == Some(Code::AlreadyExists) => {}
             Err(e) => return Err(e),
         }
+        // User names resolve through the container's own filesystem, now that it exists.
+        let user = self.user_of(i, id, image).await?;
+        let task = &self.record.task;
+        let c = &task.containers[i];
+        let etc = self.inner.config.etc_dir(&task.task_id);
+        let netns = self.record.network.as_ref().and_then(TaskNetwork::netns_path);
+        let hostname = self.hostname();
+        let oci = spec::build(&spec::SpecContext {
+            task,
+            container: c,
+            image: &image.config,
+            user,
+            netns: netns.as_deref(),
+            hostname: &hostname,
+            cgroups_path: format!("/{}/{id}", ctr.namespace_name),
+            etc_dir: &etc,
+            default_pids_limit: self.inner.config.default_pids_limit,
+        })?;
+        let spec_any = prost_types::Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/Spec".into(),
+            value: serde_json::to_vec(&oci).map_err(|e| RuntimeError::Spec(e.to_string()))?,
+        };
+        let mut labels: HashMap<String, String> =
+            c.labels.iter().filter(|(k, _)| !k.starts_with("berth.io/")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        labels.insert(TASK_LABEL.into(), task.task_id.to_string());
+        labels.insert(CONTAINER_LABEL.into(), c.name.clone());
+        labels.insert(AGENT_LABEL.into(), self.inner.agent_id.clone());
         call(
             "create container",
             ctr.containers().create(ctr.leased(
@@ -887,16 +885,35 @@ impl Supervisor {
         Ok(())
     }
 
-    async fn create_and_start_task(&self, i: usize, id: &str) -> Result<(), RuntimeError> {
+    async fn snapshot_mounts(&self, id: &str) -> Result<Vec<containerd_client::types::Mount>, RuntimeError> {
         let ctr = &self.inner.ctr;
-        let c = &self.record.task.containers[i];
-        let mounts = call(
+        Ok(call(
             "snapshot mounts",
             ctr.snapshots().mounts(ctr.req(MountsRequest { snapshotter: ctr.snapshotter.clone(), key: id.to_owned() })),
         )
         .await?
         .into_inner()
-        .mounts;
+        .mounts)
+    }
+
+    /// The uid and gid container `i` runs as: the definition's user, else the
+    /// image's, with names looked up in the container's `/etc/passwd` and `/etc/group`.
+    async fn user_of(&self, i: usize, id: &str, image: &ReadyImage) -> Result<(u32, u32), RuntimeError> {
+        let c = &self.record.task.containers[i];
+        let user = c.user.as_deref().or(image.config.config.user.as_deref()).unwrap_or("");
+        if user.is_empty() {
+            return Ok((0, 0));
+        }
+        let mounts = self.snapshot_mounts(id).await?;
+        let passwd = rootfs::read(&mounts, "etc/passwd");
+        let group = rootfs::read(&mounts, "etc/group");
+        rootfs::resolve_user(user, passwd.as_deref(), group.as_deref()).map_err(RuntimeError::Spec)
+    }
+
+    async fn create_and_start_task(&self, i: usize, id: &str) -> Result<(), RuntimeError> {
+        let ctr = &self.inner.ctr;
+        let c = &self.record.task.containers[i];
+        let mounts = self.snapshot_mounts(id).await?;
         let log = DriverSpec {
             max_bytes: self.inner.config.log_max_bytes,
             keep: self.inner.config.log_keep,
@@ -957,13 +974,14 @@ impl Supervisor {
         self.create_and_start_task(index, &id).await?;
         self.restarts[index] += 1;
         self.phases[index] = Phase::Running;
-        self.watch(index, &id, &image);
+        let user = self.user_of(index, &id, &image).await.unwrap_or((0, 0));
+        self.watch(index, &id, &image, user);
         Ok(())
     }
 
     /// Waits for the container's exit (surviving containerd restarts) and
     /// runs its health check, sending both as events.
-    fn watch(&mut self, index: usize, id: &str, image: &ReadyImage) {
+    fn watch(&mut self, index: usize, id: &str, image: &ReadyImage, user: (u32, u32)) {
         let ctr = self.inner.ctr.clone();
         let events = self.events_tx.clone();
         let id_owned = id.to_owned();
@@ -984,7 +1002,7 @@ impl Supervisor {
                 env: spec::environment(c, &image.config),
                 // As the container's own process runs (it started, so these resolved).
                 cwd: spec::working_dir(c, &image.config),
-                user: spec::user(c, &image.config).unwrap_or((0, 0)),
+                user,
             };
             self.watchers.push((
                 index,

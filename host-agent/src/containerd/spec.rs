@@ -56,6 +56,8 @@ pub struct SpecContext<'a> {
     pub task: &'a AgentTask,
     pub container: &'a ContainerDefinition,
     pub image: &'a ImageConfig,
+    /// The uid and gid to run as, names already resolved.
+    pub user: (u32, u32),
     /// The task's network namespace (none in host mode).
     pub netns: Option<&'a Path>,
     pub hostname: &'a str,
@@ -99,30 +101,6 @@ pub fn working_dir(container: &ContainerDefinition, image: &ImageConfig) -> Stri
         .clone()
         .or_else(|| image.config.working_dir.clone().filter(|w| !w.is_empty()))
         .unwrap_or_else(|| "/".to_owned())
-}
-
-/// The uid and gid the container's processes run as: the definition's user, else the image's.
-pub fn user(container: &ContainerDefinition, image: &ImageConfig) -> Result<(u32, u32), RuntimeError> {
-    parse_user(container.user.as_deref().or(image.config.user.as_deref()).unwrap_or(""))
-}
-
-/// `uid[:gid]`; names need the image's passwd file, which the agent does not read yet.
-pub fn parse_user(user: &str) -> Result<(u32, u32), RuntimeError> {
-    let (u, g) = user.split_once(':').unwrap_or((user, ""));
-    let uid = match u {
-        "" | "root" => 0,
-        n => n.parse::<u32>().map_err(|_| {
-            RuntimeError::Spec(format!("user {user:?}: user names are not resolved yet; give a numeric uid[:gid]"))
-        })?,
-    };
-    let gid = match g {
-        "" => uid,
-        "root" => 0,
-        n => n.parse::<u32>().map_err(|_| {
-            RuntimeError::Spec(format!("user {user:?}: group names are not resolved yet; give a numeric gid"))
-        })?,
-    };
-    Ok((uid, gid))
 }
 
 fn rlimit_type(name: &str) -> Option<PosixRlimitType> {
@@ -173,7 +151,7 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
             c.name
         )));
     }
-    let (uid, gid) = user(c, ctx.image)?;
+    let (uid, gid) = ctx.user;
 
     let mut process = Process::default();
     process.set_args(Some(args));
@@ -336,14 +314,6 @@ mod tests {
         };
         let c = container(serde_json::json!({"name": "a", "image": "x", "environment": {"A": "2", "B": "3"}}));
         assert_eq!(environment(&c, &image), ["PATH=/bin", "A=2", "B=3"]);
-    }
-
-    #[test]
-    fn users_are_numeric() {
-        assert_eq!(parse_user("").expect("root"), (0, 0));
-        assert_eq!(parse_user("1000:100").expect("ids"), (1000, 100));
-        assert_eq!(parse_user("65534").expect("uid"), (65534, 65534));
-        assert!(parse_user("nobody").is_err());
     }
 
     #[test]
