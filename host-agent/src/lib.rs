@@ -16,6 +16,7 @@
 
 pub mod client;
 pub mod containerd;
+pub mod failpoint;
 pub mod logs;
 pub mod logs_server;
 pub mod registry;

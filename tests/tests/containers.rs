@@ -223,9 +223,26 @@ struct AgentProcess {
 
 impl AgentProcess {
     fn start(env: &ContainerEnv, server: &str, token: &str, state_dir: &std::path::Path) -> AgentProcess {
+        Self::start_in(env, server, token, state_dir, "berth", None)
+    }
+
+    /// In a containerd namespace of its own, optionally armed to crash at a failpoint.
+    fn start_in(
+        env: &ContainerEnv,
+        server: &str,
+        token: &str,
+        state_dir: &std::path::Path,
+        namespace: &str,
+        failpoint: Option<&str>,
+    ) -> AgentProcess {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(state_dir.join("agent.log")).expect("log");
-        let child = std::process::Command::new(&env.berth_bin)
+        let mut cmd = std::process::Command::new(&env.berth_bin);
+        if let Some(f) = failpoint {
+            cmd.env(berth_host_agent::failpoint::ENV, f);
+        }
+        let child = cmd
             .args(["agent", "--server", server, "--cluster", "prod", "--registration-token", token])
+            .args(["--containerd-namespace", namespace])
             .arg("--state-dir")
             .arg(state_dir)
             .arg("--containerd-socket")
@@ -590,4 +607,72 @@ async fn user_names_resolve_through_the_images_passwd() {
         "{t}"
     );
     h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_agent_that_dies_mid_pull_or_mid_start_finishes_the_task_once() {
+    use berth_host_agent::failpoint::{MID_PULL, MID_START};
+    use containerd_client::services::v1::ListTasksRequest;
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    let server = format!("http://{}", s.addr);
+    register(
+        &c,
+        &env,
+        "long",
+        json!({"container_definitions": [{"name": "app", "memory": 16,
+        "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
+    )
+    .await;
+    for failpoint in [MID_PULL, MID_START] {
+        // Its own cluster and containerd namespace: a fresh pull, and only this agent's containers.
+        let cluster = format!("crash-{failpoint}");
+        let namespace = format!("berth-crash-{}-{failpoint}", std::process::id());
+        c.create_cluster(&cluster).await;
+        let token =
+            c.post(&format!("/v1/clusters/{cluster}/registration-tokens"), json!({"max_uses": 1})).await.expect(201);
+        let token = token["token"].as_str().expect("token").to_owned();
+        let state = tempfile::tempdir().expect("state dir");
+        let mut agent = AgentProcess::start_in(&env, &server, &token, state.path(), &namespace, Some(failpoint));
+        let mut task = None;
+        for _ in 0..100 {
+            let run =
+                c.post(&format!("/v1/clusters/{cluster}/tasks"), json!({"task_definition": "long"})).await.expect(201);
+            if let Some(id) = run["tasks"][0]["id"].as_str() {
+                task = Some(id.to_owned());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let task = task.expect("the agent's host took the task");
+        // The agent dies at the failpoint.
+        let mut died = None;
+        for _ in 0..300 {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                died = Some(status);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(state.path().join("agent.log")).unwrap_or_default();
+        let died = died.unwrap_or_else(|| panic!("the agent did not reach {failpoint}; log:\n{log}"));
+        assert!(!died.success() && log.contains(failpoint), "{failpoint}: {died}; log:\n{log}");
+
+        let agent = AgentProcess::start_in(&env, &server, &token, state.path(), &namespace, None);
+        let t = wait_task(&c, &cluster, &task, 60, "RUNNING after the restart", |t| status(t) == "RUNNING").await;
+        assert_eq!(t["containers"][0]["last_status"], "RUNNING");
+        let ctr = berth_host_agent::containerd::client::Containerd::connect(&env.socket, &namespace, "overlayfs")
+            .await
+            .expect("containerd");
+        let listed = ctr.tasks().list(ctr.req(ListTasksRequest { filter: String::new() })).await.expect("list");
+        let ids: Vec<String> = listed.into_inner().tasks.into_iter().map(|p| p.id).collect();
+        assert_eq!(ids, vec![format!("{task}-0")], "{failpoint}: exactly one container runs, started once");
+
+        let t = stop_task(&c, &cluster, &task).await;
+        assert_eq!(t["containers"][0]["exit_code"], 0, "{t}");
+        let listed = ctr.tasks().list(ctr.req(ListTasksRequest { filter: String::new() })).await.expect("list");
+        assert!(listed.into_inner().tasks.is_empty(), "{failpoint}: nothing left running");
+        agent.kill();
+    }
 }

@@ -247,14 +247,22 @@ fn clear_test_network() {
 /// This is the harness cleaning up after failed tests, so it may use `ctr`.
 fn stop_containerd(dir: &Path, containerd: &mut Child) {
     let socket = dir.join("containerd.sock");
-    let ctr = |args: &[&str]| Command::new("ctr").arg("-a").arg(&socket).args(["-n", "berth"]).args(args).output();
-    if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
-        for id in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
-            let _ = ctr(&["tasks", "kill", "-a", "-s", "SIGKILL", id]);
+    let ctr = |args: &[&str]| Command::new("ctr").arg("-a").arg(&socket).args(args).output();
+    let lines = |out: std::io::Result<std::process::Output>| -> Vec<String> {
+        out.map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default()
+    };
+    // Every namespace: tests use their own besides `berth`.
+    for ns in lines(ctr(&["namespaces", "ls", "-q"])) {
+        let ids = lines(ctr(&["-n", &ns, "tasks", "ls", "-q"]));
+        for id in &ids {
+            let _ = ctr(&["-n", &ns, "tasks", "kill", "-a", "-s", "SIGKILL", id]);
         }
-        std::thread::sleep(Duration::from_millis(500));
-        for id in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()) {
-            let _ = ctr(&["tasks", "rm", "-f", id]);
+        if !ids.is_empty() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        for id in &ids {
+            let _ = ctr(&["-n", &ns, "tasks", "rm", "-f", id]);
         }
     }
     let _ = Command::new("pkill")

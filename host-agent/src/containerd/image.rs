@@ -168,6 +168,7 @@ impl ImageStore {
             if !self.has_blob(&layer.digest).await? {
                 let body = registry.blob(&layer.digest).await.map_err(|e| pull_error(name, e))?;
                 self.write_blob(lease, layer, HashMap::new(), Body::Response(body)).await?;
+                crate::failpoint::hit(crate::failpoint::MID_PULL);
             }
         }
         let config_labels =

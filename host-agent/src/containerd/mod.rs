@@ -784,6 +784,7 @@ impl Supervisor {
             }
             _ => {
                 self.create_container(i, &id, &image).await?;
+                crate::failpoint::hit(crate::failpoint::MID_START);
                 let result = self.create_and_start_task(i, &id).await;
                 if let Err(e) = result {
                     // A failed create leaves the container record and snapshot behind.
