@@ -50,8 +50,8 @@ pub struct AgentArgs {
     /// The containerd namespace the agent's containers and images live in.
     #[arg(long, default_value = "berth")]
     pub containerd_namespace: String,
-    /// containerd snapshotter for container filesystems (`native` where overlayfs is missing).
-    #[arg(long, default_value = "overlayfs")]
+    /// containerd snapshotter for container filesystems [default: overlayfs where containerd has it, else native].
+    #[arg(long, default_value = "auto")]
     pub snapshotter: String,
     /// A registry (`host:port`) to reach over plain HTTP; loopback registries always are. Repeat for more.
     #[arg(long = "insecure-registry")]

@@ -9,11 +9,12 @@ use containerd_client::services::v1::containers_client::ContainersClient;
 use containerd_client::services::v1::content_client::ContentClient;
 use containerd_client::services::v1::diff_client::DiffClient;
 use containerd_client::services::v1::images_client::ImagesClient;
+use containerd_client::services::v1::introspection_client::IntrospectionClient;
 use containerd_client::services::v1::leases_client::LeasesClient;
 use containerd_client::services::v1::snapshots::snapshots_client::SnapshotsClient;
 use containerd_client::services::v1::tasks_client::TasksClient;
 use containerd_client::services::v1::version_client::VersionClient;
-use containerd_client::services::v1::{CreateRequest, DeleteRequest};
+use containerd_client::services::v1::{CreateRequest, DeleteRequest, PluginsRequest};
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
@@ -23,6 +24,9 @@ use super::RuntimeError;
 /// Most calls finish in milliseconds; Task.Create spawns a shim and runc, and
 /// can hang on a misbehaving logger, so everything gets a bound.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Asks [`Containerd::connect`] to pick the snapshotter.
+pub const AUTO_SNAPSHOTTER: &str = "auto";
 
 #[derive(Clone)]
 pub struct Containerd {
@@ -41,14 +45,37 @@ impl Containerd {
             .map_err(|e| RuntimeError::Unavailable(format!("cannot connect to {}: {e}", socket.display())))?;
         let namespace_value = MetadataValue::try_from(namespace)
             .map_err(|_| RuntimeError::Config(format!("{namespace:?} is not a valid containerd namespace")))?;
-        let c = Containerd {
+        let mut c = Containerd {
             channel,
             namespace: namespace_value,
             namespace_name: namespace.to_owned(),
             snapshotter: snapshotter.to_owned(),
         };
         c.version().await?;
+        if snapshotter == AUTO_SNAPSHOTTER {
+            c.snapshotter = c.usable_snapshotter().await?;
+        }
         Ok(c)
+    }
+
+    /// overlayfs when containerd could load it (the backing filesystem
+    /// supports it), else native, which works everywhere but copies layers.
+    async fn usable_snapshotter(&self) -> Result<String, RuntimeError> {
+        let plugins = call(
+            "list snapshotters",
+            IntrospectionClient::new(self.channel.clone())
+                .plugins(Request::new(PluginsRequest { filters: vec!["type==io.containerd.snapshotter.v1".into()] })),
+        )
+        .await?
+        .into_inner()
+        .plugins;
+        let ready = |id: &str| plugins.iter().any(|p| p.id == id && p.init_err.is_none());
+        match ["overlayfs", "native"].into_iter().find(|id| ready(id)) {
+            Some(id) => Ok(id.to_owned()),
+            None => {
+                Err(RuntimeError::Unavailable("containerd has neither the overlayfs nor the native snapshotter".into()))
+            }
+        }
     }
 
     /// containerd's version, which also proves the socket answers.

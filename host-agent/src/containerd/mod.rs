@@ -108,7 +108,7 @@ impl ContainerdConfig {
         ContainerdConfig {
             socket,
             namespace: "berth".into(),
-            snapshotter: "overlayfs".into(),
+            snapshotter: client::AUTO_SNAPSHOTTER.into(),
             network: NetworkConfig::with_defaults(),
             state_dir,
             logger,
