@@ -69,6 +69,14 @@ typed_id!(
     HostId
 );
 typed_id!(
+    /// A service: a desired count of tasks kept running.
+    ServiceId
+);
+typed_id!(
+    /// One deployment of a service: a task-definition revision rolled out.
+    DeploymentId
+);
+typed_id!(
     /// An access key.
     AccessKeyId
 );

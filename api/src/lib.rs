@@ -16,6 +16,7 @@ pub mod ids;
 pub mod images;
 pub mod quotas;
 pub mod registry_credentials;
+pub mod services;
 pub mod task_definitions;
 pub mod tasks;
 

@@ -271,6 +271,12 @@ pub struct Task {
     pub host_id: Option<HostId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
+    /// The service that started it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<crate::ServiceId>,
+    /// The service deployment it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<crate::DeploymentId>,
     pub containers: Vec<ContainerState>,
     /// From the essential containers' health checks; absent when none has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -346,6 +352,8 @@ pub struct ListTasksQuery {
     pub family: Option<String>,
     pub host_id: Option<HostId>,
     pub started_by: Option<String>,
+    /// Only tasks of this service.
+    pub service_id: Option<crate::ServiceId>,
     pub limit: Option<u32>,
     pub next_token: Option<String>,
 }

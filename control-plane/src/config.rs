@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub bootstrap_credentials_file: Option<std::path::PathBuf>,
     pub heartbeat_interval_seconds: Option<u64>,
     pub host_lost_timeout_seconds: Option<u64>,
+    pub service_lease_seconds: Option<u64>,
+    pub service_backoff_cap_seconds: Option<u64>,
     pub task_retention_hours: Option<u64>,
     pub event_retention_days: Option<u64>,
     /// Default quota limits by name (`[quotas]` table), over the built-in ones.

@@ -6,12 +6,14 @@
 //! - [`store`]: durable state in PostgreSQL or SQLite, always scoped to one account.
 //! - [`auth`]: who is calling (SigV4, sessions, host credentials) and the policy.
 //! - [`placement`]: the pure placement engine.
+//! - [`reconcilers`]: the loops that keep services at their desired state.
 
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod http;
 pub mod ratelimit;
+pub mod reconcilers;
 pub mod server;
 pub mod store;
 

@@ -85,7 +85,8 @@ impl BoundServer {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight.
-    /// Also runs this replica's background loops (host liveness, the event sequencer).
+    /// Also runs this replica's background loops (host liveness, the event
+    /// sequencer, the service scheduler).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
         let app = self.state.app.clone();
         // Count this replica in before the first request, so its share of the limits is right.
@@ -97,6 +98,7 @@ impl BoundServer {
             let app = app.clone();
             tokio::spawn(async move { app.sequence_events_forever().await })
         };
+        let services = tokio::spawn(crate::reconcilers::services::run_forever(app.clone()));
         let limits = {
             let app = app.clone();
             tokio::spawn(async move {
@@ -116,6 +118,12 @@ impl BoundServer {
         sweeper.abort();
         sequencer.abort();
         limits.abort();
+        services.abort();
+        match app.release_service_leases().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(services = n, "handed this replica's services over"),
+            Err(e) => tracing::warn!(error = %e, "could not release service leases; they expire on their own"),
+        }
         if let Err(e) = app.leave_replicas().await {
             tracing::warn!(error = %e, "could not remove this replica from the rate-limit shares");
         }

@@ -6,6 +6,7 @@
 //! `cargo xtask test`, which installs and starts it.
 
 pub mod containers;
+pub mod simulated;
 
 use std::net::SocketAddr;
 use std::sync::Once;

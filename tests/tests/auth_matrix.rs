@@ -47,6 +47,8 @@ fn body_for(op: &str) -> Option<Value> {
         "register_task_definition" => json!({"family": "web", "container_definitions": [
             {"name": "app", "image": "busybox", "memory": 64}]}),
         "run_task" => json!({"task_definition": "globex-web", "queue": true}),
+        "create_service" => json!({"name": "matrix-svc", "task_definition": "globex-web", "desired_count": 0}),
+        "update_service" => json!({"desired_count": 0}),
         "create_access_key" => json!({"role": "read-only"}),
         "create_account" => json!({"name": "matrix-account"}),
         "update_host_attributes" => json!({"attributes": {"rack": "r1"}}),
@@ -75,6 +77,7 @@ struct Fixture {
     token: String,
     host: String,
     credential: String,
+    service: String,
 }
 
 async fn fixture(s: &TestServer, name: &str) -> Fixture {
@@ -101,7 +104,14 @@ async fn fixture(s: &TestServer, name: &str) -> Fixture {
         )
         .await
         .expect(201);
-    Fixture { client, family, account, cluster, task, key, token, host, credential }
+    let service = client
+        .post("/v1/clusters/prod/services", json!({"name": "svc", "task_definition": family, "desired_count": 0}))
+        .await
+        .expect(201)["id"]
+        .as_str()
+        .expect("service")
+        .to_owned();
+    Fixture { client, family, account, cluster, task, key, token, host, credential, service }
 }
 
 fn fill(path: &str, f: &Fixture) -> String {
@@ -114,6 +124,7 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{account}", &f.account)
         .replace("{host}", &f.host)
         .replace("{credential}", &f.credential)
+        .replace("{service}", &f.service)
         .replace("{name}", "clusters")
         .replace("{class}", "read")
 }

@@ -676,3 +676,108 @@ async fn an_agent_that_dies_mid_pull_or_mid_start_finishes_the_task_once() {
         agent.kill();
     }
 }
+
+/// A service deployed with an image that exits at once: the circuit
+/// breaker fails the deployment after three failed launches and rolls back
+/// to the last completed revision, whose tasks kept running all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashing_deployment_trips_the_circuit_breaker_and_rolls_back() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    register(
+        c,
+        env,
+        "api",
+        json!({"container_definitions": [{"name": "app", "memory": 32,
+            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
+    )
+    .await;
+    let svc = "/v1/clusters/prod/services";
+    c.post(
+        svc,
+        json!({"name": "api", "task_definition": "api", "desired_count": 2,
+               "deployment_configuration": {"min_healthy_time_seconds": 5, "circuit_breaker": {"threshold": 3}}}),
+    )
+    .await
+    .expect(201);
+    let steady = |v: &serde_json::Value| {
+        v["running_count"] == 2
+            && v["healthy_count"] == 2
+            && v["deployments"].as_array().is_some_and(|d| d.len() == 1 && d[0]["state"] == "COMPLETED")
+    };
+    let mut first = serde_json::Value::Null;
+    for _ in 0..600 {
+        first = c.get(&format!("{svc}/api")).await.expect(200);
+        if steady(&first) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(steady(&first), "the first deployment completed: {first:#}");
+    let id = first["id"].as_str().expect("id").to_owned();
+    let tasks_path = format!("/v1/clusters/prod/tasks?service_id={id}&limit=100");
+    let original: Vec<String> = c.get(&tasks_path).await.expect(200)["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(original.len(), 2);
+    // The containers really run.
+    for t in &original {
+        assert_eq!(env.container_status(t, 0).await.expect("in containerd").0, "RUNNING");
+    }
+
+    // Revision 2 exits with code 3 as soon as it starts: well within the 5 s a
+    // task must run to count as healthy, even when reports arrive late on a busy machine.
+    register(
+        c,
+        env,
+        "api",
+        json!({"container_definitions": [{"name": "app", "memory": 32, "command": ["sh", "-c", "echo crashing; exit 3"]}]}),
+    )
+    .await;
+    c.patch(&format!("{svc}/api"), json!({"task_definition": "api:2"})).await.expect(200);
+    let mut v = serde_json::Value::Null;
+    for _ in 0..1200 {
+        v = c.get(&format!("{svc}/api/deployments")).await.expect(200);
+        let d = v["deployments"].as_array().expect("deployments");
+        if d.len() == 3 && d[0]["state"] == "COMPLETED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let d = v["deployments"].as_array().expect("deployments");
+    assert_eq!(d.len(), 3, "created, failed, rollback: {v:#}");
+    assert_eq!(d[0]["trigger"], "rollback");
+    assert_eq!(d[0]["task_definition"], "api:1");
+    assert_eq!(d[0]["state"], "COMPLETED");
+    assert_eq!(d[0]["rollback_of"], d[1]["id"]);
+    assert_eq!(d[1]["task_definition"], "api:2");
+    assert_eq!(d[1]["state"], "ROLLED_BACK");
+    assert!(d[1]["failed_tasks"].as_u64().expect("n") >= 3, "{v:#}");
+    assert!(d[1]["reason"].as_str().expect("reason").contains("rolled back to api:1"), "{v:#}");
+
+    let service = c.get(&format!("{svc}/api")).await.expect(200);
+    assert_eq!(service["task_definition"], "api:1");
+    let messages: Vec<&str> =
+        service["events"].as_array().expect("events").iter().map(|e| e["message"].as_str().expect("m")).collect();
+    assert!(messages.iter().any(|m| m.contains("rolled back")), "{messages:#?}");
+    assert!(messages.iter().any(|m| m.contains("EssentialContainerExited")), "{messages:#?}");
+    // The old tasks never stopped: the floor of 100% kept them until a healthy replacement existed.
+    let tasks = c.get(&tasks_path).await.expect(200);
+    let all = tasks["tasks"].as_array().expect("tasks");
+    let live: Vec<&str> = all
+        .iter()
+        .filter(|t| t["last_status"] == "RUNNING" && t["desired_status"] == "RUNNING")
+        .map(|t| t["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(live, original.iter().map(String::as_str).collect::<Vec<_>>(), "{tasks:#}");
+    let crashed: Vec<&serde_json::Value> = all.iter().filter(|t| t["task_definition"] == "api:2").collect();
+    assert!(crashed.len() >= 3 && crashed.len() <= 6, "the backoff kept launches few: {}", crashed.len());
+    assert!(
+        crashed.iter().all(|t| t["last_status"] == "STOPPED" && t["containers"][0]["exit_code"] == 3),
+        "{crashed:#?}"
+    );
+    h.finish().await;
+}

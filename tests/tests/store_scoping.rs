@@ -81,6 +81,7 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
             placed: None,
             queued: true,
             placement_spec: None,
+            service: None,
         },
     )
     .await

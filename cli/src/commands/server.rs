@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use berth_control_plane::app::Limits;
 use berth_control_plane::app::agent::AgentSettings;
 use berth_control_plane::app::quotas::QuotaDefaults;
+use berth_control_plane::app::service_scheduler::ServiceSchedulerSettings;
 use berth_control_plane::auth::keyring::Keyring;
 use berth_control_plane::auth::session::SessionSettings;
 use berth_control_plane::config::{self, AuthSettings, FileConfig, ServerConfig};
@@ -79,6 +80,13 @@ pub struct CommonServerArgs {
     /// Days events stay in the log [default: 30].
     #[arg(long, env = "BERTH_EVENT_RETENTION_DAYS")]
     pub event_retention_days: Option<u64>,
+    /// Seconds a replica's claim on a service lasts without renewal: how long
+    /// services wait for another replica after theirs died [default: 10].
+    #[arg(long, env = "BERTH_SERVICE_LEASE_SECONDS")]
+    pub service_lease_seconds: Option<u64>,
+    /// Longest wait, in seconds, before replacing the tasks of a service whose tasks keep failing [default: 300].
+    #[arg(long, env = "BERTH_SERVICE_BACKOFF_CAP_SECONDS")]
+    pub service_backoff_cap_seconds: Option<u64>,
     /// Default quota limits, `name=limit,...` (docs/quotas.md lists the names and built-in defaults).
     #[arg(long, env = "BERTH_QUOTAS")]
     pub quotas: Option<String>,
@@ -232,7 +240,18 @@ fn agent_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Resul
             .or(file.event_retention_days)
             .map_or(defaults.event_retention, |d| std::time::Duration::from_secs(d * 24 * 3600)),
         idempotency_retention: defaults.idempotency_retention,
+        services: ServiceSchedulerSettings {
+            lease: secs(common.service_lease_seconds.or(file.service_lease_seconds), defaults.services.lease),
+            backoff_cap: secs(
+                common.service_backoff_cap_seconds.or(file.service_backoff_cap_seconds),
+                defaults.services.backoff_cap,
+            ),
+            ..defaults.services.clone()
+        },
     };
+    if settings.services.lease < settings.services.interval * 2 {
+        bail!("the service lease must be at least 2 s (twice the scheduler's round)");
+    }
     if settings.heartbeat_interval.is_zero() || settings.lost_timeout <= settings.heartbeat_interval * 3 {
         bail!("the heartbeat interval must be at least 1 s, and the lost timeout more than three intervals");
     }

@@ -32,6 +32,8 @@ pub struct AgentSettings {
     pub event_retention: Duration,
     /// How long an idempotency key is remembered.
     pub idempotency_retention: Duration,
+    /// The service scheduler's timings.
+    pub services: super::service_scheduler::ServiceSchedulerSettings,
 }
 
 impl Default for AgentSettings {
@@ -42,6 +44,7 @@ impl Default for AgentSettings {
             task_retention: Duration::from_secs(7 * 24 * 3600),
             event_retention: Duration::from_secs(30 * 24 * 3600),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            services: Default::default(),
         }
     }
 }
@@ -139,6 +142,9 @@ pub(crate) async fn stop_in_store(
     };
     if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
         return Err(AppError::Contention);
+    }
+    if row.service_id.is_some() {
+        tx.wake(crate::reconcilers::services::WAKE_KEY);
     }
     // Quotas before hosts: the order RunTask takes their locks in.
     super::quotas::release(tx, scope, &super::quotas::held_by(row)).await?;
@@ -588,6 +594,9 @@ async fn report_in_tx(
     if !store::tasks::apply_report(tx, scope, task_id, host.host_id, report.seq, change).await? {
         // A concurrent report with a newer sequence number won.
         return Ok(TaskStatusReportResponse { applied: false, desired_status: desired, last_status: from });
+    }
+    if row.service_id.is_some() && (to != from || report.health_status.is_some()) {
+        tx.wake(crate::reconcilers::services::WAKE_KEY);
     }
     if to == TaskStatus::Stopped && from != TaskStatus::Stopped {
         // Quotas before hosts: the order RunTask takes their locks in.

@@ -146,6 +146,13 @@ impl App {
                         row.name
                     )));
                 }
+                let services = store::services::count_live_in_cluster(tx, scope, row.cluster_id()).await?;
+                if services > 0 {
+                    return Err(AppError::InUse(format!(
+                        "cluster {:?} still has {services} service(s); delete them first",
+                        row.name
+                    )));
+                }
                 let hosts = store::hosts::count_in_cluster(tx, scope, row.cluster_id()).await?;
                 if hosts > 0 {
                     return Err(AppError::InUse(format!(

@@ -17,6 +17,8 @@ pub mod quotas;
 pub mod rate_limits;
 pub mod registration;
 pub mod registry_credentials;
+pub mod service_scheduler;
+pub mod services;
 pub mod sessions;
 pub mod task_definitions;
 pub mod tasks;

@@ -384,6 +384,48 @@ fn validate_dependency_cycles(containers: &[ContainerDefinition]) -> AppResult<(
     Ok(())
 }
 
+/// Registers a revision inside the caller's transaction (the request is
+/// already validated): quotas, the family's counter, the event.
+pub(crate) async fn register_in_tx(
+    tx: &mut Tx,
+    scope: AccountScope,
+    defaults: &super::quotas::QuotaDefaults,
+    req: &RegisterTaskDefinitionRequest,
+) -> AppResult<TaskDefinitionRow> {
+    super::registry_credentials::check_named(tx, scope, &req.container_definitions).await?;
+    let now = store::now();
+    // Opened before the insert: a counter made on first use counts the rows as they were.
+    let mut ledger = super::quotas::Ledger::open(tx, scope, defaults, &[QuotaName::TaskDefinitionFamilies]).await?;
+    let row = store::task_definitions::register(tx, scope, TaskDefinitionId::generate(), req, now).await?;
+    // Checked after the family's revision counter moved (under its row lock), so
+    // concurrent registrations in one family count exactly; a refusal rolls it back.
+    if row.revision == 1 {
+        ledger.require(&[(QuotaName::TaskDefinitionFamilies, 1)])?;
+        ledger.save(tx, scope).await?;
+    }
+    let mut own = store::quotas::limits(tx, scope).await?;
+    let max_revisions =
+        own.remove(&QuotaName::RevisionsPerFamily).unwrap_or_else(|| defaults.get(QuotaName::RevisionsPerFamily));
+    if row.revision > max_revisions {
+        return Err(AppError::LimitExceeded(QuotaExceeded {
+            quota: QuotaName::RevisionsPerFamily,
+            limit: max_revisions,
+            usage: row.revision - 1,
+            requested: 1,
+        }));
+    }
+    store::events::append(
+        tx,
+        scope,
+        "task_definition.registered",
+        &row.id.to_string(),
+        json!({"family": row.family, "revision": row.revision}),
+        now,
+    )
+    .await?;
+    Ok(row)
+}
+
 impl App {
     pub async fn register_task_definition(
         &self,
@@ -409,39 +451,7 @@ impl App {
         let defaults = self.quota_defaults().clone();
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
-                super::registry_credentials::check_named(tx, scope, &req.container_definitions).await?;
-                let now = store::now();
-                // Opened before the insert: a counter made on first use counts the rows as they were.
-                let mut ledger =
-                    super::quotas::Ledger::open(tx, scope, &defaults, &[QuotaName::TaskDefinitionFamilies]).await?;
-                let row = store::task_definitions::register(tx, scope, TaskDefinitionId::generate(), &req, now).await?;
-                // Checked after the family's revision counter moved (under its row lock), so
-                // concurrent registrations in one family count exactly; a refusal rolls it back.
-                if row.revision == 1 {
-                    ledger.require(&[(QuotaName::TaskDefinitionFamilies, 1)])?;
-                    ledger.save(tx, scope).await?;
-                }
-                let mut own = store::quotas::limits(tx, scope).await?;
-                let max_revisions = own
-                    .remove(&QuotaName::RevisionsPerFamily)
-                    .unwrap_or_else(|| defaults.get(QuotaName::RevisionsPerFamily));
-                if row.revision > max_revisions {
-                    return Err(AppError::LimitExceeded(QuotaExceeded {
-                        quota: QuotaName::RevisionsPerFamily,
-                        limit: max_revisions,
-                        usage: row.revision - 1,
-                        requested: 1,
-                    }));
-                }
-                store::events::append(
-                    tx,
-                    scope,
-                    "task_definition.registered",
-                    &row.id.to_string(),
-                    json!({"family": row.family, "revision": row.revision}),
-                    now,
-                )
-                .await?;
+                let row = register_in_tx(tx, scope, &defaults, &req).await?;
                 to_wire(row)
             })
         })

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeSet;
 
-use berth_api::TaskId;
-use berth_api::hosts::PlacementDecision;
+use berth_api::hosts::{PlacementConstraint, PlacementDecision, PlacementStrategy};
 use berth_api::task_definitions::ContainerDefinition;
 use berth_api::tasks::{
     ContainerState, DesiredStatus, Failure, ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse,
     StopCode, StopTaskRequest, Task, TaskOverrides, TaskStatus,
 };
+use berth_api::{DeploymentId, HostId, ServiceId, TaskId};
 use serde_json::json;
 
 use super::paging::{self, PageRequest};
@@ -18,6 +18,8 @@ use super::{
 };
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
+use crate::store::clusters::ClusterRow;
+use crate::store::task_definitions::TaskDefinitionRow;
 use crate::store::tasks::{NewTask, StateChange, TaskFilter, TaskRow};
 use crate::store::{self, AccountScope, Tx};
 use berth_api::quotas::{QuotaExceeded, QuotaName};
@@ -53,8 +55,78 @@ async fn run_in_tx(
             format!("{}:{} is INACTIVE; run an ACTIVE revision", td.family, td.revision),
         ));
     }
+    let launched = launch_in_tx(
+        tx,
+        scope,
+        defaults,
+        Launch {
+            cluster: &cluster,
+            td: &td,
+            count: req.count,
+            overrides: &req.overrides,
+            started_by: req.started_by.as_deref(),
+            tags: &req.tags,
+            strategy: &req.placement_strategy,
+            constraints: &req.placement_constraints,
+            queue: req.queue,
+            service: None,
+            only_host: None,
+        },
+    )
+    .await?;
+    if launched.tasks.is_empty()
+        && let Some(refusal) = launched.quota_refusal
+    {
+        return Err(AppError::LimitExceeded(QuotaExceeded { requested: i64::from(req.count), ..refusal }));
+    }
+    let tasks =
+        store::tasks::get_many(tx, scope, &launched.tasks).await?.into_iter().map(to_wire).collect::<AppResult<_>>()?;
+    Ok(RunTaskResponse { tasks, failures: launched.failures })
+}
+
+/// What to start: RunTask's request, or a service scheduler's.
+pub(crate) struct Launch<'a> {
+    pub cluster: &'a ClusterRow,
+    pub td: &'a TaskDefinitionRow,
+    pub count: u32,
+    pub overrides: &'a TaskOverrides,
+    pub started_by: Option<&'a str>,
+    pub tags: &'a berth_api::Tags,
+    pub strategy: &'a [PlacementStrategy],
+    pub constraints: &'a [PlacementConstraint],
+    /// Keep what cannot be placed in PROVISIONING, waiting for capacity.
+    pub queue: bool,
+    pub service: Option<(ServiceId, DeploymentId)>,
+    /// Place only on this host (a daemon service fills hosts one by one).
+    pub only_host: Option<HostId>,
+}
+
+/// What a launch started and what it could not.
+pub(crate) struct Launched {
+    /// In id order.
+    pub tasks: Vec<TaskId>,
+    pub failures: Vec<Failure>,
+    /// Why the engine could not place each task that was not placed (not queued).
+    pub unplaced: Vec<berth_placement::Unplaced>,
+    /// The first quota that refused a task.
+    pub quota_refusal: Option<QuotaExceeded>,
+}
+
+/// Places and starts tasks inside the caller's transaction (which holds the
+/// cluster's placement lock): quotas first (ECS's rule for count > 1: what
+/// fits starts, the rest are failures), in plan order; then one conditional
+/// reservation per host, so a host changed since it was read makes the
+/// whole transaction fail with `Contention` and plan again.
+pub(crate) async fn launch_in_tx(
+    tx: &mut Tx,
+    scope: AccountScope,
+    defaults: &quotas::QuotaDefaults,
+    launch: Launch<'_>,
+) -> AppResult<Launched> {
+    let Launch { cluster, td, count, overrides, started_by, tags, strategy, constraints, queue, service, only_host } =
+        launch;
     let def = &td.definition.0;
-    let containers = apply_overrides(&def.container_definitions, &req.overrides)?;
+    let containers = apply_overrides(&def.container_definitions, overrides)?;
     let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
     let states: Vec<ContainerState> = containers
         .iter()
@@ -71,9 +143,12 @@ async fn run_in_tx(
         })
         .collect();
 
-    let spec = placement::spec_from(&req.placement_strategy, &req.placement_constraints)?;
+    let spec = placement::spec_from(strategy, constraints)?;
     let needs = placement::needs_of(cpu, memory, def.network_mode, &containers);
-    let host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
+    let mut host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
+    if let Some(only) = only_host {
+        host_rows.retain(|h| h.id == only.0);
+    }
     let counts = if spec.uses_group_counts() {
         store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?
     } else {
@@ -84,13 +159,11 @@ async fn run_in_tx(
         &hosts,
         &placement::group_counts(&host_rows, &counts),
         &needs,
-        req.count as usize,
+        count as usize,
         &spec,
         placement::seed(),
     );
 
-    // Quotas first (ECS's rule for count > 1: what fits starts, the rest are
-    // failures), in plan order; then host reservations for what was admitted.
     let now = store::now();
     let mut ledger = quotas::Ledger::open(
         tx,
@@ -110,15 +183,17 @@ async fn run_in_tx(
         launched.iter().copied().chain(quotas::placed_task(i64::from(cpu), i64::from(memory))).collect();
     let queued_amounts: Vec<_> = launched.iter().copied().chain([(QuotaName::PendingTasks, 1)]).collect();
     let mut failures = Vec::new();
+    let mut unplaced_tasks = Vec::new();
     let mut first_refusal = None;
     let mut admitted = Vec::with_capacity(plan.tasks.len());
     for outcome in &plan.tasks {
         let amounts = match outcome {
             Ok(_) => &placed_amounts,
-            Err(_) if req.queue => &queued_amounts,
+            Err(_) if queue => &queued_amounts,
             Err(unplaced) => {
                 let reason = unplaced.rejected.keys().next().map_or("RESOURCE:NO_HOSTS", |r| r.as_str());
                 failures.push(Failure { reason: reason.to_owned(), detail: Some(unplaced.describe()) });
+                unplaced_tasks.push(unplaced.clone());
                 continue;
             }
         };
@@ -138,10 +213,8 @@ async fn run_in_tx(
             }
         }
     }
-    if admitted.is_empty()
-        && let Some(refusal) = first_refusal
-    {
-        return Err(AppError::LimitExceeded(QuotaExceeded { requested: i64::from(req.count), ..refusal }));
+    if admitted.is_empty() {
+        return Ok(Launched { tasks: Vec::new(), failures, unplaced: unplaced_tasks, quota_refusal: first_refusal });
     }
     ledger.save(tx, scope).await?;
 
@@ -177,12 +250,8 @@ async fn run_in_tx(
         return Err(AppError::Contention);
     }
 
-    let strategy = req.placement_strategy.clone();
-    let spec_record = store::tasks::PlacementSpec {
-        strategy: req.placement_strategy.clone(),
-        constraints: req.placement_constraints.clone(),
-    };
-    let decisions: Vec<Option<(berth_api::HostId, PlacementDecision, Vec<u16>)>> = admitted
+    let spec_record = store::tasks::PlacementSpec { strategy: strategy.to_vec(), constraints: constraints.to_vec() };
+    let decisions: Vec<Option<(HostId, PlacementDecision, Vec<u16>)>> = admitted
         .iter()
         .map(|outcome| {
             outcome.as_ref().ok().map(|p| {
@@ -190,8 +259,8 @@ async fn run_in_tx(
                     p.host,
                     PlacementDecision {
                         host_id: p.host,
-                        strategy: strategy.clone(),
-                        constraints: req.placement_constraints.clone(),
+                        strategy: strategy.to_vec(),
+                        constraints: constraints.to_vec(),
                         hosts_considered: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
                         dynamic_host_ports: p.dynamic_ports.clone(),
                         decided_at: now,
@@ -213,20 +282,21 @@ async fn run_in_tx(
             task_definition_id: berth_api::TaskDefinitionId(td.id),
             family: &td.family,
             revision: td.revision,
-            started_by: req.started_by.as_deref(),
-            overrides: &req.overrides,
+            started_by,
+            overrides,
             containers: &states,
             cpu,
             memory,
-            tags: &req.tags,
+            tags,
             now,
             placed: placed.as_ref().map(|(h, d, p)| (*h, d, p.as_slice())),
             queued: placed.is_none(),
             placement_spec: Some(&spec_record),
+            service,
         })
         .collect();
     store::tasks::insert_many(tx, scope, &news).await?;
-    let mut by_host: std::collections::BTreeMap<berth_api::HostId, Vec<(TaskId, DesiredStatus)>> = Default::default();
+    let mut by_host: std::collections::BTreeMap<HostId, Vec<(TaskId, DesiredStatus)>> = Default::default();
     for (id, placed) in ids.iter().zip(&decisions) {
         if let Some((host, _, _)) = placed {
             by_host.entry(*host).or_default().push((*id, DesiredStatus::Running));
@@ -243,12 +313,12 @@ async fn run_in_tx(
                            "last_status": if placed.is_some() { "PENDING" } else { "PROVISIONING" },
                            "desired_status": "RUNNING",
                            "task_definition": format!("{}:{}", td.family, td.revision),
+                           "service_id": service.map(|(s, _)| s.to_string()),
                            "host_id": placed.as_ref().map(|p| p.0.to_string())}),
         })
         .collect();
     store::events::append_many(tx, scope, events, now).await?;
-    let tasks = store::tasks::get_many(tx, scope, &ids).await?.into_iter().map(to_wire).collect::<AppResult<_>>()?;
-    Ok(RunTaskResponse { tasks, failures })
+    Ok(Launched { tasks: ids, failures, unplaced: unplaced_tasks, quota_refusal: first_refusal })
 }
 
 pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
@@ -263,6 +333,8 @@ pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
         host_id: row.host_id.map(berth_api::HostId),
         cluster: row.cluster_name,
         started_by: row.started_by,
+        service_id: row.service_id.map(ServiceId),
+        deployment_id: row.deployment_id.map(DeploymentId),
         health_status: berth_api::tasks::HealthStatus::of_task(row.containers.0.iter().map(|c| (c, c.essential))),
         usage: row.resource_usage.map(|u| u.0),
         containers: row.containers.0,
@@ -344,6 +416,61 @@ pub(crate) fn apply_overrides(
     Ok(out)
 }
 
+/// Asks a task to stop, in the caller's transaction: a task never placed
+/// stops at once (and gives back what it held); a placed one gets desired
+/// status STOPPED and its host's agent is told to stop it.
+pub(crate) async fn request_stop(
+    tx: &mut Tx,
+    scope: AccountScope,
+    row: &TaskRow,
+    stop_code: StopCode,
+    reason: &str,
+) -> AppResult<()> {
+    let from = row.last_status()?;
+    let to = if from == TaskStatus::Provisioning { TaskStatus::Stopped } else { from };
+    if to != from && !lifecycle::can_transition(from, to) {
+        return Err(AppError::InvalidTransition(format!("a {} task cannot become {}", from.as_str(), to.as_str())));
+    }
+    let mut containers = row.containers.0.clone();
+    if to == TaskStatus::Stopped {
+        for c in &mut containers {
+            c.last_status = TaskStatus::Stopped;
+        }
+    }
+    let now = store::now();
+    let change = StateChange {
+        desired_status: DesiredStatus::Stopped,
+        last_status: to,
+        containers: &containers,
+        stop_code: Some(stop_code),
+        stopped_reason: Some(reason),
+        now,
+    };
+    if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
+        return Err(AppError::concurrent("task"));
+    }
+    if to == TaskStatus::Stopped {
+        super::quotas::release(tx, scope, &super::quotas::held_by(row)).await?;
+    }
+    if let Some(host) = row.host_id {
+        store::assignments::append(tx, scope, HostId(host), row.task_id(), DesiredStatus::Stopped, now).await?;
+    }
+    if row.service_id.is_some() {
+        tx.wake(crate::reconcilers::services::WAKE_KEY);
+    }
+    store::events::append(
+        tx,
+        scope,
+        "task.state_changed",
+        &row.id.to_string(),
+        json!({"cluster": row.cluster_name, "last_status": to.as_str(), "desired_status": "STOPPED",
+               "stop_code": stop_code.as_str(), "stopped_reason": reason}),
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn resolve_task(tx: &mut Tx, scope: AccountScope, cluster: &str, task: &str) -> AppResult<TaskRow> {
     let cluster = clusters::resolve(tx, scope, cluster).await?;
     let id: TaskId = task.parse().map_err(|_| AppError::not_found("task", task))?;
@@ -417,6 +544,7 @@ impl App {
             family: query.family.as_deref(),
             host_id: query.host_id,
             started_by: query.started_by.as_deref(),
+            service_id: query.service_id,
         };
         let rows =
             store::tasks::list(&mut tx, scope, cluster.cluster_id(), &filter, page.after, page.fetch_limit()).await?;
@@ -457,62 +585,11 @@ impl App {
                 let row = resolve_task(tx, scope, &cluster, &task).await?;
                 authorize(&principal, Action::StopTask, Some(&row.cluster_name))?;
                 check_version("task", if_match, row.version)?;
-                let from = row.last_status()?;
                 if row.desired_status()? == DesiredStatus::Stopped {
                     return to_wire(row);
                 }
-                let to = if from == TaskStatus::Provisioning { TaskStatus::Stopped } else { from };
-                if to != from && !lifecycle::can_transition(from, to) {
-                    return Err(AppError::InvalidTransition(format!(
-                        "a {} task cannot become {}",
-                        from.as_str(),
-                        to.as_str()
-                    )));
-                }
-                let mut containers = row.containers.0.clone();
-                if to == TaskStatus::Stopped {
-                    for c in &mut containers {
-                        c.last_status = TaskStatus::Stopped;
-                    }
-                }
                 let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".to_owned());
-                let now = store::now();
-                let change = StateChange {
-                    desired_status: DesiredStatus::Stopped,
-                    last_status: to,
-                    containers: &containers,
-                    stop_code: Some(StopCode::UserInitiated),
-                    stopped_reason: Some(&reason),
-                    now,
-                };
-                if !store::tasks::change_state(tx, scope, row.task_id(), row.version, change).await? {
-                    return Err(AppError::concurrent("task"));
-                }
-                if to == TaskStatus::Stopped {
-                    super::quotas::release(tx, scope, &super::quotas::held_by(&row)).await?;
-                }
-                // A placed task is stopped by its host's agent: tell it.
-                if let Some(host) = row.host_id {
-                    store::assignments::append(
-                        tx,
-                        scope,
-                        berth_api::HostId(host),
-                        row.task_id(),
-                        DesiredStatus::Stopped,
-                        now,
-                    )
-                    .await?;
-                }
-                store::events::append(
-                    tx,
-                    scope,
-                    "task.state_changed",
-                    &row.id.to_string(),
-                    json!({"cluster": row.cluster_name, "last_status": to.as_str(), "desired_status": "STOPPED",
-                           "stop_code": "UserInitiated", "stopped_reason": reason}),
-                    now,
-                )
-                .await?;
+                request_stop(tx, scope, &row, StopCode::UserInitiated, &reason).await?;
                 to_wire(resolve_task(tx, scope, &cluster, &task).await?)
             })
         })

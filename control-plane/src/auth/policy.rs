@@ -35,6 +35,10 @@ pub enum Action {
     RunTask,
     ReadTask,
     StopTask,
+    CreateService,
+    ReadService,
+    UpdateService,
+    DeleteService,
     ReadEvents,
     ReadHost,
     UpdateHost,
@@ -66,6 +70,7 @@ impl Action {
             ReadCluster
                 | ReadTaskDefinition
                 | ReadTask
+                | ReadService
                 | ReadEvents
                 | ReadRegistrationToken
                 | ReadAccessKey
@@ -88,6 +93,10 @@ impl Action {
             | RunTask
             | ReadTask
             | StopTask
+            | CreateService
+            | ReadService
+            | UpdateService
+            | DeleteService
             | ReadHost
             | UpdateHost
             | SimulatePlacement

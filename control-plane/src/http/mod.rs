@@ -36,6 +36,7 @@ pub struct AppState {
         (name = "clusters", description = "Named groups of hosts, tasks and services"),
         (name = "task-definitions", description = "Families of immutable task-definition revisions"),
         (name = "tasks", description = "Runs of a task definition"),
+        (name = "services", description = "Desired counts of tasks kept running, deployed revision by revision"),
         (name = "events", description = "The account's event log"),
         (name = "hosts", description = "Hosts registered by agents, and placement"),
         (name = "accounts", description = "Tenant accounts (the operator's API)"),
@@ -54,8 +55,8 @@ struct ApiDoc;
 
 fn api_routes() -> OpenApiRouter<AppState> {
     use handlers::{
-        access_keys, accounts, audit, clusters, events, hosts, registration_tokens, registry_credentials, sessions,
-        task_definitions, tasks,
+        access_keys, accounts, audit, clusters, events, hosts, registration_tokens, registry_credentials, services,
+        sessions, task_definitions, tasks,
     };
     OpenApiRouter::new()
         .routes(routes!(accounts::create, accounts::list))
@@ -96,6 +97,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tasks::get))
         .routes(routes!(tasks::stop))
         .routes(routes!(tasks::logs))
+        .routes(routes!(services::create, services::list))
+        .routes(routes!(services::get, services::update, services::delete))
+        .routes(routes!(services::deployments))
         .routes(routes!(events::list))
         .routes(routes!(events::stream))
 }
@@ -201,6 +205,11 @@ impl Versioned for berth_api::task_definitions::TaskDefinition {
     }
 }
 impl Versioned for berth_api::tasks::Task {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+impl Versioned for berth_api::services::Service {
     fn version(&self) -> i64 {
         self.version
     }

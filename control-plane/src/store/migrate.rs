@@ -73,6 +73,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0010_task_usage.sql"),
         include_str!("../../../migrations/sqlite/0010_task_usage.sql"),
     ),
+    (
+        11,
+        "services",
+        include_str!("../../../migrations/postgres/0011_services.sql"),
+        include_str!("../../../migrations/sqlite/0011_services.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -23,6 +23,7 @@ pub mod registration_tokens;
 pub mod registry_credentials;
 pub mod retention;
 pub mod schema;
+pub mod services;
 pub mod signing_keys;
 pub mod task_definitions;
 pub mod tasks;

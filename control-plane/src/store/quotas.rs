@@ -13,7 +13,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::schema::{Clusters, Hosts, QuotaLimits, QuotaUsage, TaskDefinitionFamilies, Tasks};
+use super::schema::{Clusters, Hosts, QuotaLimits, QuotaUsage, Services, TaskDefinitionFamilies, Tasks};
 use super::{AccountScope, StoreResult, Tx};
 
 /// The minute a per-minute quota counts (Unix seconds / 60).
@@ -181,8 +181,14 @@ pub async fn count(tx: &mut Tx, scope: AccountScope, name: QuotaName, now: Offse
                 .to_owned(),
             "MAX(latest_revision)",
         ),
-        // Services come with the services issue; until then there are none to count.
-        QuotaName::Services => return Ok(0),
+        QuotaName::Services => (
+            Query::select()
+                .from(Services::Table)
+                .and_where(Expr::col(Services::AccountId).eq(scope.uuid()))
+                .and_where(Expr::col(Services::Status).ne("INACTIVE"))
+                .to_owned(),
+            "COUNT(*)",
+        ),
         QuotaName::Hosts => (
             Query::select()
                 .from(Hosts::Table)

@@ -88,6 +88,57 @@ pub enum Tasks {
     ReportSeq,
     PlacementSpec,
     ResourceUsage,
+    ServiceId,
+    DeploymentId,
+    ServiceCounted,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum Services {
+    Table,
+    Id,
+    AccountId,
+    ClusterId,
+    Name,
+    Status,
+    SchedulingStrategy,
+    TaskDefinitionId,
+    Family,
+    Revision,
+    DesiredCount,
+    PlacementSpec,
+    DeploymentConfiguration,
+    HealthCheckGracePeriodSeconds,
+    Tags,
+    PrimaryDeploymentId,
+    FailureStreak,
+    NextLaunchAt,
+    RecentEvents,
+    LeaseOwner,
+    LeaseExpiresAt,
+    CreatedAt,
+    UpdatedAt,
+    Version,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum Deployments {
+    Table,
+    Id,
+    AccountId,
+    ServiceId,
+    TaskDefinitionId,
+    Family,
+    Revision,
+    State,
+    FailedTasks,
+    FailureThreshold,
+    Cause,
+    Reason,
+    RollbackOf,
+    CreatedAt,
+    UpdatedAt,
+    FinishedAt,
 }
 
 #[derive(Iden, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Tasks.
 
 use berth_api::tasks::{ContainerState, DesiredStatus, StopCode, TaskOverrides, TaskStatus};
-use berth_api::{ClusterId, HostId, Tags, TaskDefinitionId, TaskId};
+use berth_api::{ClusterId, DeploymentId, HostId, ServiceId, Tags, TaskDefinitionId, TaskId};
 use sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, UpdateStatement};
 use sqlx::FromRow;
 use sqlx::types::Json;
@@ -44,6 +44,10 @@ pub struct TaskRow {
     pub report_seq: i64,
     pub placement_spec: Option<Json<PlacementSpec>>,
     pub resource_usage: Option<Json<berth_api::tasks::TaskUsage>>,
+    pub service_id: Option<Uuid>,
+    pub deployment_id: Option<Uuid>,
+    /// A stopped service task whose stop the scheduler has accounted for.
+    pub service_counted: bool,
 }
 
 impl TaskRow {
@@ -80,6 +84,8 @@ pub struct NewTask<'a> {
     pub queued: bool,
     /// The strategies and constraints asked for (kept for queued tasks).
     pub placement_spec: Option<&'a PlacementSpec>,
+    /// The service and deployment that start it.
+    pub service: Option<(ServiceId, DeploymentId)>,
 }
 
 /// The placement rules a task was submitted with.
@@ -124,6 +130,9 @@ fn select_all_accounts() -> SelectStatement {
             Tasks::ReportSeq,
             Tasks::PlacementSpec,
             Tasks::ResourceUsage,
+            Tasks::ServiceId,
+            Tasks::DeploymentId,
+            Tasks::ServiceCounted,
         ])
         .expr_as(
             Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
@@ -176,6 +185,8 @@ pub async fn insert_many(tx: &mut Tx, scope: AccountScope, news: &[NewTask<'_>])
             Tasks::HostPorts,
             Tasks::PendingAt,
             Tasks::PlacementSpec,
+            Tasks::ServiceId,
+            Tasks::DeploymentId,
         ])
         .to_owned();
     for new in news {
@@ -203,6 +214,8 @@ pub async fn insert_many(tx: &mut Tx, scope: AccountScope, news: &[NewTask<'_>])
             json(&new.placed.map(|(_, _, p)| p.to_vec()).unwrap_or_default())?.into(),
             new.placed.map(|_| new.now).into(),
             new.placement_spec.map(json).transpose()?.into(),
+            new.service.map(|(s, _)| s.0).into(),
+            new.service.map(|(_, d)| d.0).into(),
         ]);
     }
     tx.execute(&stmt).await?;
@@ -272,6 +285,7 @@ pub struct TaskFilter<'a> {
     pub family: Option<&'a str>,
     pub host_id: Option<HostId>,
     pub started_by: Option<&'a str>,
+    pub service_id: Option<ServiceId>,
 }
 
 /// Tasks of a cluster in id (creation) order, after `after` when given.
@@ -298,6 +312,9 @@ pub async fn list(
     }
     if let Some(s) = filter.started_by {
         stmt.and_where(Expr::col(Tasks::StartedBy).eq(s));
+    }
+    if let Some(s) = filter.service_id {
+        stmt.and_where(Expr::col(Tasks::ServiceId).eq(s.0));
     }
     if let Some(after) = after {
         stmt.and_where(Expr::col(Tasks::Id).gt(after.0));
@@ -482,4 +499,53 @@ pub async fn record_usage(
         .to_owned();
     tx.execute(&stmt).await?;
     Ok(())
+}
+
+/// A service's tasks that the scheduler still has to look at: those not
+/// STOPPED, and stopped ones whose stop it has not accounted for yet.
+pub async fn for_service(tx: &mut Tx, scope: AccountScope, service: ServiceId) -> StoreResult<Vec<TaskRow>> {
+    let stmt = select(scope)
+        .and_where(Expr::col(Tasks::ServiceId).eq(service.0))
+        // Literals, so the planner matches the partial index on exactly these rows.
+        .and_where(Expr::cust("(last_status <> 'STOPPED' OR NOT service_counted)"))
+        .order_by(Tasks::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Marks stopped service tasks as accounted for by the scheduler.
+pub async fn mark_counted(tx: &mut Tx, scope: AccountScope, ids: &[TaskId]) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let stmt = Query::update()
+        .table(Tasks::Table)
+        .value(Tasks::ServiceCounted, true)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::Id).is_in(ids.iter().map(|i| i.0)))
+        .and_where(Expr::col(Tasks::LastStatus).eq(TaskStatus::Stopped.as_str()))
+        .to_owned();
+    tx.execute(&stmt).await?;
+    Ok(())
+}
+
+/// Moves a service's live tasks of one revision into a deployment: a
+/// rollback keeps the tasks that already run the revision it goes back to.
+pub async fn adopt_into_deployment(
+    tx: &mut Tx,
+    scope: AccountScope,
+    service: ServiceId,
+    task_definition: TaskDefinitionId,
+    deployment: DeploymentId,
+) -> StoreResult<u64> {
+    let stmt = Query::update()
+        .table(Tasks::Table)
+        .value(Tasks::DeploymentId, deployment.0)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::ServiceId).eq(service.0))
+        .and_where(Expr::col(Tasks::TaskDefinitionId).eq(task_definition.0))
+        .and_where(Expr::col(Tasks::DesiredStatus).eq(DesiredStatus::Running.as_str()))
+        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        .to_owned();
+    tx.execute(&stmt).await
 }

@@ -70,6 +70,12 @@ impl Wakeups {
 }
 
 impl Subscription<'_> {
+    /// The next wake-up for the key. Enable it (`Notified::enable`) before
+    /// reading the store, so a commit during the read is not missed.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
     /// Runs `check` until it returns something or the deadline passes, waking
     /// on every notification for the key. `check` returning `None` means
     /// "nothing yet".

@@ -11,6 +11,7 @@ pub mod hosts;
 pub mod quotas;
 pub mod registration_tokens;
 pub mod registry_credentials;
+pub mod services;
 pub mod sessions;
 pub mod system;
 pub mod task_definitions;
