@@ -604,3 +604,46 @@ async fn a_deployment_survives_the_death_of_its_replica() {
         a.kill().await;
     }
 }
+
+/// When tasks do not fit, the service says why in plain words, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_explains_why_it_is_short_of_its_count() {
+    let s = server(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    c.register("web").await; // 64 MiB a task
+    let dir = tempfile::tempdir().expect("dir");
+    let fleet = agents(&c, &s, dir.path(), 2, 256).await; // four tasks a host
+    c.post(SVC, json!({"name": "web", "task_definition": "web", "desired_count": 10})).await.expect(201);
+    let v = wait_for(&c, &format!("{SVC}/web"), "the explanation", 30, |v| {
+        v["running_count"] == 8
+            && v["events"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["message"] == "unable to place 2 task(s): 2 hosts lacked memory"))
+    })
+    .await;
+    assert_eq!(v["deployments"][0]["state"], "IN_PROGRESS", "short of its count, the deployment is not done");
+    // Said once, not every round.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let v = c.get(&format!("{SVC}/web")).await.expect(200);
+    let said = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["message"].as_str().unwrap_or("").starts_with("unable to place"))
+        .count();
+    assert_eq!(said, 1, "{v:#}");
+    let log = c.get("/v1/events?types=service.event").await.expect(200);
+    assert!(
+        log["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["detail"]["message"].as_str().is_some_and(|m| m.contains("lacked memory"))),
+        "the event log has it too: {log:#}"
+    );
+    for a in fleet {
+        a.kill().await;
+    }
+    s.stop().await;
+}
