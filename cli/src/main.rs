@@ -1,6 +1,7 @@
 //! `berth`: the one binary. `berth server` runs the control plane, `berth dev`
 //! runs everything on one machine, and the client commands talk to an API.
 
+mod client;
 mod commands;
 mod credentials;
 
@@ -31,6 +32,13 @@ enum Command {
         /// `max_bytes:keep:path`.
         spec: String,
     },
+    /// Print shell completions: `berth completions bash > /etc/bash_completion.d/berth`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    #[command(flatten)]
+    Client(client::Command),
     /// Print a new random master key (`id:base64key`) for BERTH_MASTER_KEYS or a key file.
     GenerateMasterKey {
         /// The key's id; name keys so rotations can be told apart [default: a date-based id].
@@ -57,6 +65,11 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Completions { shell } = &cli.command {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut cmd, "berth", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -64,13 +77,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let command = match cli.command {
+        Command::Client(c) => return runtime.block_on(client::run(c)),
+        other => other,
+    };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Server(args) => commands::server::run(args).await,
             Command::Dev(args) => commands::dev::run(args).await,
             Command::Agent(args) => commands::agent::run(args).await,
             Command::Openapi => commands::openapi(),
-            Command::LogDriver { .. } => Ok(()),
+            Command::LogDriver { .. } | Command::Completions { .. } | Command::Client(_) => Ok(()),
             Command::GenerateMasterKey { id } => {
                 let now = time::OffsetDateTime::now_utc();
                 let id =
@@ -86,5 +103,15 @@ fn main() -> ExitCode {
             eprintln!("berth: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // clap's own consistency checks: no clashing flags between the
+        // client commands' shared options and each command's own.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -110,6 +110,13 @@ impl BoundServer {
                 }
             })
         };
+        let shutdown = {
+            let app = app.clone();
+            async move {
+                shutdown.await;
+                app.begin_shutdown();
+            }
+        };
         let router = crate::http::router(self.state);
         let result = axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)

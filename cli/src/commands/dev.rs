@@ -105,7 +105,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         let _ = shutdown_rx.await;
     }));
     let mut _private_containerd = None;
-    let mut _agent_stop = None;
+    let mut dev_agent = None;
     let agent_line = if args.no_agent {
         "none (--no-agent)".to_owned()
     } else {
@@ -117,9 +117,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             Err(e) => Err(e),
         };
         match started {
-            Ok((host, version, stop)) => {
-                _agent_stop = Some(stop);
-                format!("host {host} in cluster \"{}\" (containerd {version})", super::dev_agent::DEV_CLUSTER)
+            Ok(agent) => {
+                let line = format!(
+                    "host {} in cluster \"{}\" (containerd {})",
+                    agent.host,
+                    super::dev_agent::DEV_CLUSTER,
+                    agent.version
+                );
+                dev_agent = Some(agent);
+                line
             }
             // The API still works without an agent; say why there is none.
             Err(e) => format!("none: {e:#}"),
@@ -131,15 +137,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  database:    {}", data_dir.join("berth.db").display());
     println!("  credentials: {} (access key {})", creds_path.display(), profile.access_key_id);
     println!("  host agent:  {agent_line}");
-    println!("Try:");
-    println!(
-        "  curl -s --aws-sigv4 aws:amz:{}:berth --user {}:<secret from the file> {endpoint}/v1/clusters",
-        profile.region, profile.access_key_id
-    );
+    println!("Try (the CLI uses the profile written above; the README has the whole tour):");
+    println!("  berth hosts list");
+    println!("  berth clusters list -o json");
     super::shutdown_signal().await;
-    // The agent first: its long-poll would hold the server's graceful shutdown.
-    if let Some(stop) = &_agent_stop {
-        let _ = stop.send(true);
+    // The agent first: its containers stop (and are reported) while the
+    // server still runs, and its long-poll would hold the graceful shutdown.
+    if let Some(agent) = dev_agent {
+        agent.shutdown().await;
     }
     let _ = shutdown_tx.send(());
     serving.await.context("the API server task")??;

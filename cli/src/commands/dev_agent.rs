@@ -18,8 +18,8 @@ use berth_host_agent::containerd::ContainerdConfig;
 pub const DEV_CLUSTER: &str = "default";
 const SYSTEM_SOCKET: &str = "/run/containerd/containerd.sock";
 
-/// A containerd `berth dev` started itself; stopped with it (its containers'
-/// shims live on, and are re-adopted next time).
+/// A containerd `berth dev` started itself; stopped with it, after the
+/// agent stopped its containers.
 pub struct PrivateContainerd {
     child: Child,
 }
@@ -84,12 +84,7 @@ fn operator(account_id: berth_api::AccountId) -> Principal {
 
 /// Starts the agent: registers the host the first time (creating the
 /// `default` cluster), and reuses its identity after that.
-pub async fn start(
-    app: &App,
-    endpoint: &str,
-    data_dir: &Path,
-    socket: PathBuf,
-) -> anyhow::Result<(String, String, tokio::sync::watch::Sender<bool>)> {
+pub async fn start(app: &App, endpoint: &str, data_dir: &Path, socket: PathBuf) -> anyhow::Result<DevAgent> {
     let state_dir = data_dir.join("agent");
     let logger = std::env::current_exe().context("finding the berth binary, the containers' logger")?;
     let config = ContainerdConfig::with_defaults(socket.clone(), state_dir.clone(), logger);
@@ -140,10 +135,61 @@ pub async fn start(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let runtime: Arc<dyn berth_host_agent::Runtime> = agent.runtime;
     let logs = agent.logs_endpoint;
-    tokio::spawn(async move {
-        if let Err(e) = berth_host_agent::run(identity, runtime, Some(logs), stop_rx).await {
-            tracing::error!(error = %e, "the dev host agent stopped");
+    let handle = {
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            if let Err(e) = berth_host_agent::run(identity, runtime, Some(logs), stop_rx).await {
+                tracing::error!(error = %e, "the dev host agent stopped");
+            }
+        })
+    };
+    Ok(DevAgent { host, version, stop, runtime, handle })
+}
+
+/// `berth dev`'s host agent, running in the process.
+pub struct DevAgent {
+    pub host: String,
+    pub version: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    runtime: Arc<dyn berth_host_agent::Runtime>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl DevAgent {
+    /// Stops the containers this agent runs (while it can still report
+    /// them stopped), then the agent. A task a service starts meanwhile is
+    /// caught by the second sweep, once the agent takes no more work.
+    pub async fn shutdown(self) {
+        stop_all(self.runtime.as_ref()).await;
+        let _ = self.stop.send(true);
+        let _ = self.handle.await;
+        stop_all(self.runtime.as_ref()).await;
+    }
+}
+
+async fn stop_all(runtime: &dyn berth_host_agent::Runtime) {
+    let running: Vec<_> = runtime
+        .observed()
+        .await
+        .into_iter()
+        .filter(|(_, status)| *status != berth_api::tasks::TaskStatus::Stopped)
+        .map(|(task, _)| task)
+        .collect();
+    if !running.is_empty() {
+        println!("Stopping {} task(s) on berth dev's host...", running.len());
+    }
+    futures::future::join_all(running.iter().map(|t| runtime.stop(*t))).await;
+    // Stopping is asynchronous (each task's supervisor signals, waits out the
+    // stop timeout, then kills): wait for it, within the longest stop timeout.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(130);
+    while tokio::time::Instant::now() < deadline {
+        let observed = runtime.observed().await;
+        let still =
+            observed.iter().filter(|(t, s)| running.contains(t) && *s != berth_api::tasks::TaskStatus::Stopped).count();
+        if still == 0 {
+            return;
         }
-    });
-    Ok((host, version, stop))
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    eprintln!("berth dev: some containers did not stop in time; the next start re-adopts them");
 }

@@ -82,6 +82,8 @@ struct Inner {
     replica_id: uuid::Uuid,
     /// When each key's last use was last written, to write it at most once a minute.
     key_use: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
+    /// Set when the server starts shutting down: long-lived responses end.
+    shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
 /// A client's idempotency key together with a fingerprint of the request it
@@ -150,6 +152,7 @@ impl App {
                 expensive_calls,
                 replica_id: uuid::Uuid::now_v7(),
                 key_use: Default::default(),
+                shutting_down: tokio::sync::watch::Sender::new(false),
             }),
         }
     }
@@ -165,6 +168,17 @@ impl App {
             .expensive_calls
             .try_acquire(account)
             .ok_or(AppError::TooManyConcurrent(self.inner.expensive_calls.limit()))
+    }
+
+    /// Ends long-lived responses (event streams), so a graceful shutdown
+    /// does not wait for clients that would never hang up.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.send_replace(true);
+    }
+
+    /// Resolves once the server is shutting down.
+    pub fn shutting_down(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.shutting_down.subscribe()
     }
 
     pub fn replica_id(&self) -> uuid::Uuid {

@@ -69,7 +69,13 @@ pub async fn stream(
                     }
                     let q =
                         ListEventsQuery { after: Some(cursor), types: types.clone(), limit: Some(100), wait: Some(25) };
-                    match app.list_events(&principal, &q).await {
+                    let mut down = app.shutting_down();
+                    let page = tokio::select! {
+                        page = app.list_events(&principal, &q) => page,
+                        // The server is stopping: end the stream, so its graceful shutdown need not wait.
+                        _ = down.wait_for(|d| *d) => return None,
+                    };
+                    match page {
                         Ok(page) => pending = page.events,
                         // The stream ends; the client reconnects with Last-Event-ID.
                         Err(_) => return None,
