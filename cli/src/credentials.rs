@@ -8,63 +8,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-/// One profile's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Profile {
-    pub endpoint: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub region: String,
-}
-
-impl Profile {
-    fn render(&self, name: &str) -> String {
-        format!(
-            "[{name}]\nendpoint = {}\naccess_key_id = {}\nsecret_access_key = {}\nregion = {}\n",
-            self.endpoint, self.access_key_id, self.secret_access_key, self.region
-        )
-    }
-}
+pub use berth_sdk::profile::{Profile, parse};
 
 /// `$XDG_CONFIG_HOME/berth/credentials`, else `~/.config/berth/credentials`.
 pub fn default_path() -> anyhow::Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(xdg).join("berth/credentials"));
-    }
-    let home = std::env::var_os("HOME").context("neither XDG_CONFIG_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".config/berth/credentials"))
-}
-
-/// Parses every section into (name, key/value pairs).
-pub fn parse(text: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            sections.push((name.trim().to_owned(), Vec::new()));
-        } else if let (Some((k, v)), Some(last)) = (line.split_once('='), sections.last_mut()) {
-            last.1.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    sections
+    berth_sdk::profile::default_path().context("neither XDG_CONFIG_HOME nor HOME is set")
 }
 
 pub fn read_profile(path: &Path, name: &str) -> anyhow::Result<Option<Profile>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let Some((_, kv)) = parse(&text).into_iter().find(|(n, _)| n == name) else { return Ok(None) };
-    let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap_or_default();
-    Ok(Some(Profile {
-        endpoint: get("endpoint"),
-        access_key_id: get("access_key_id"),
-        secret_access_key: get("secret_access_key"),
-        region: get("region"),
-    }))
+    berth_sdk::profile::read_profile(path, name).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Writes a new file holding one profile, readable by its owner only. Never overwrites.

@@ -240,3 +240,20 @@ on_both_backends!(
     run_list_get_and_stop_tasks,
     events_record_every_change_in_order,
 );
+
+/// A cluster whose hosts were all deregistered can be deleted: the hosts'
+/// records go with it (a regression the Terraform tests found).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_with_only_deregistered_hosts_can_be_deleted() {
+    let s = berth_tests::TestServer::start(berth_tests::Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let host = c.add_host("prod", 1024, 1024, serde_json::json!({})).await;
+    let id = host["host_id"].as_str().expect("host").to_owned();
+    c.delete("/v1/clusters/prod").await.expect_error(409, "ResourceInUse");
+    c.post(&format!("/v1/clusters/prod/hosts/{id}/deregister"), serde_json::json!({})).await.expect(200);
+    let r = c.delete("/v1/clusters/prod").await;
+    assert_eq!(r.status.as_u16(), 204, "{}", r.body);
+    c.get("/v1/clusters/prod").await.expect_error(404, "ResourceNotFound");
+    s.stop().await;
+}

@@ -42,6 +42,8 @@ pub fn needs() -> Vec<Need> {
     vec![
         // containerd-client generates its gRPC code at build time.
         Need::binary("protoc", "protobuf-compiler", &[]),
+        // tf-provider (the Terraform provider) compiles tfplugin6.proto, which imports these.
+        Need::file("/usr/include/google/protobuf/empty.proto", "libprotobuf-dev"),
         Need::binary("containerd", "containerd", &[]),
         Need::binary("runc", "runc", &[]),
         Need::binary("bridge", "containernetworking-plugins", &[PathBuf::from("/usr/lib/cni")]),

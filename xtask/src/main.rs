@@ -93,8 +93,8 @@ fn test(args: &[String]) -> Result<()> {
     status(build, "building tests")?;
     // The agent's container logger is the berth binary (`berth log-driver`).
     let mut berth = cargo();
-    berth.args(["build", "--package", "berth"]);
-    status(berth, "building the berth binary")?;
+    berth.args(["build", "--package", "berth", "--package", "terraform-provider-berth"]);
+    status(berth, "building the berth binary and the Terraform provider")?;
 
     let pg = postgres::Postgres::start()?;
     let ctr = containers::Containers::start()?;
@@ -107,6 +107,7 @@ fn test(args: &[String]) -> Result<()> {
     tests.args(passthrough);
     tests.env("BERTH_TEST_POSTGRES_URL", pg.url());
     ctr.export(&mut tests, &target_dir().join("debug/berth"));
+    tests.env("BERTH_TEST_TF_PROVIDER_BIN", target_dir().join("debug/terraform-provider-berth"));
     let result = status(tests, "running tests");
     drop(ctr);
     drop(pg);

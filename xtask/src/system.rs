@@ -16,6 +16,19 @@ impl Need {
     pub fn binary(binary: &'static str, package: &'static str, extra_dirs: &[PathBuf]) -> Need {
         Need { binary, package, extra_dirs: extra_dirs.to_vec() }
     }
+
+    /// A file the package installs (headers, data), by absolute path.
+    pub fn file(path: &'static str, package: &'static str) -> Need {
+        Need { binary: path, package, extra_dirs: Vec::new() }
+    }
+
+    fn present(&self) -> bool {
+        if self.binary.starts_with('/') {
+            Path::new(self.binary).exists()
+        } else {
+            find_binary(self.binary, &self.extra_dirs).is_some()
+        }
+    }
 }
 
 pub fn find_binary(name: &str, extra_dirs: &[PathBuf]) -> Option<PathBuf> {
@@ -35,8 +48,7 @@ pub fn is_root() -> bool {
 /// Installs the packages of missing binaries with apt-get when root, or
 /// says exactly what to install otherwise.
 pub fn ensure_packages(needs: &[Need]) -> Result<()> {
-    let missing: Vec<&str> =
-        needs.iter().filter(|n| find_binary(n.binary, &n.extra_dirs).is_none()).map(|n| n.package).collect();
+    let missing: Vec<&str> = needs.iter().filter(|n| !n.present()).map(|n| n.package).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -21,6 +21,7 @@
 mod error;
 mod operations;
 pub mod paging;
+pub mod profile;
 mod signing;
 pub mod streams;
 pub mod waiters;

@@ -1,7 +1,7 @@
 //! Lists as streams: every item of every page, fetched as the stream is read.
 
 use futures::Stream;
-use futures::stream::{self, StreamExt as _, TryStreamExt as _};
+use futures::stream::{self, TryStreamExt as _};
 
 use berth_api::Page;
 use berth_api::tasks::ListTasksQuery;
@@ -70,6 +70,6 @@ impl Client {
 
     /// Collects a stream of results into a vector, stopping at the first error.
     pub async fn collect<T>(items: impl Stream<Item = Result<T, Error>>) -> Result<Vec<T>, Error> {
-        items.boxed_local().try_collect().await
+        Box::pin(items).try_collect().await
     }
 }

@@ -160,6 +160,7 @@ impl App {
                         row.name
                     )));
                 }
+                store::hosts::delete_deregistered_in_cluster(tx, scope, row.cluster_id()).await?;
                 if !store::clusters::delete(tx, scope, row.cluster_id(), row.version).await? {
                     return Err(AppError::concurrent("cluster"));
                 }

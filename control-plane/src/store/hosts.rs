@@ -473,3 +473,27 @@ pub async fn ack(tx: &mut Tx, id: HostId, cursor: i64) -> StoreResult<bool> {
         .to_owned();
     Ok(tx.execute(&stmt).await? == 1)
 }
+
+/// Removes a cluster's DEREGISTERED hosts (with their assignment streams),
+/// which are only history once the cluster itself goes.
+pub async fn delete_deregistered_in_cluster(tx: &mut Tx, scope: AccountScope, cluster: ClusterId) -> StoreResult<u64> {
+    let gone = Query::select()
+        .column(Hosts::Id)
+        .from(Hosts::Table)
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::ClusterId).eq(cluster.0))
+        .and_where(Expr::col(Hosts::Status).eq("DEREGISTERED"))
+        .to_owned();
+    let assignments = Query::delete()
+        .from_table(super::schema::HostAssignments::Table)
+        .and_where(Expr::col(super::schema::HostAssignments::HostId).in_subquery(gone))
+        .to_owned();
+    tx.execute(&assignments).await?;
+    let hosts = Query::delete()
+        .from_table(Hosts::Table)
+        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Hosts::ClusterId).eq(cluster.0))
+        .and_where(Expr::col(Hosts::Status).eq("DEREGISTERED"))
+        .to_owned();
+    tx.execute(&hosts).await
+}
