@@ -204,14 +204,7 @@ impl Resource for AccessKeyResource {
 
     async fn destroy<'a>(&self, d: &mut Diagnostics, prior: KeyState, _pp: ValueEmpty, _m: ValueEmpty) -> Option<()> {
         let c = client(&self.0, d).await?;
-        match c.delete_access_key(string(&prior.id)?).await {
-            Ok(()) => Some(()),
-            Err(e) if is_not_found(&e) => Some(()),
-            Err(e) => {
-                report(d, "Deleting the access key", &e, &[]);
-                None
-            }
-        }
+        deleted(d, "Deleting the access key", c.delete_access_key(string(&prior.id)?).await)
     }
 
     /// `terraform import berth_access_key.x <access key id>` (the secret stays unknown).

@@ -156,14 +156,7 @@ impl Resource for AccountResource {
     ) -> Option<()> {
         let c = client(&self.0, d).await?;
         let req = SuspendAccountRequest { reason: Some("destroyed by Terraform".into()) };
-        match c.suspend_account(string(&prior.id)?, &req).await {
-            Ok(_) => Some(()),
-            Err(e) if is_not_found(&e) => Some(()),
-            Err(e) => {
-                report(d, "Suspending the account", &e, &[]);
-                None
-            }
-        }
+        deleted(d, "Suspending the account", c.suspend_account(string(&prior.id)?, &req).await)
     }
 
     /// `terraform import berth_account.x <name or id>`
@@ -320,14 +313,7 @@ impl Resource for AccountQuotaResource {
 
     async fn destroy<'a>(&self, d: &mut Diagnostics, prior: QuotaState, _pp: ValueEmpty, _m: ValueEmpty) -> Option<()> {
         let c = client(&self.0, d).await?;
-        match c.reset_account_quota(string(&prior.account)?, string(&prior.name)?).await {
-            Ok(_) => Some(()),
-            Err(e) if is_not_found(&e) => Some(()),
-            Err(e) => {
-                report(d, "Resetting the quota", &e, &[]);
-                None
-            }
-        }
+        deleted(d, "Resetting the quota", c.reset_account_quota(string(&prior.account)?, string(&prior.name)?).await)
     }
 
     /// `terraform import berth_account_quota.x account/quota`

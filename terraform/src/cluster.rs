@@ -150,14 +150,7 @@ impl Resource for ClusterResource {
         _m: ValueEmpty,
     ) -> Option<()> {
         let c = client(&self.0, d).await?;
-        match c.delete_cluster(string(&prior.id)?).await {
-            Ok(()) => Some(()),
-            Err(e) if is_not_found(&e) => Some(()),
-            Err(e) => {
-                report(d, "Deleting the cluster", &e, &[]);
-                None
-            }
-        }
+        deleted(d, "Deleting the cluster", c.delete_cluster(string(&prior.id)?).await)
     }
 
     /// `terraform import berth_cluster.x <name or id>`

@@ -203,14 +203,11 @@ impl Resource for RegistrationTokenResource {
 
     async fn destroy<'a>(&self, d: &mut Diagnostics, prior: TokenState, _pp: ValueEmpty, _m: ValueEmpty) -> Option<()> {
         let c = client(&self.0, d).await?;
-        match c.revoke_registration_token(string(&prior.cluster)?, string(&prior.id)?).await {
-            Ok(_) => Some(()),
-            Err(e) if is_not_found(&e) => Some(()),
-            Err(e) => {
-                report(d, "Revoking the registration token", &e, &[]);
-                None
-            }
-        }
+        deleted(
+            d,
+            "Revoking the registration token",
+            c.revoke_registration_token(string(&prior.cluster)?, string(&prior.id)?).await,
+        )
     }
 
     /// `terraform import berth_registration_token.x cluster/token-id` (the token itself stays unknown).

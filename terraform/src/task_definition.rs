@@ -260,14 +260,7 @@ impl Resource for TaskDefinitionResource {
         let c = client(&self.0, d).await?;
         let id = string(&prior.id)?.to_owned();
         let (family, revision) = id.rsplit_once(':')?;
-        match c.deregister_task_definition(family, revision).await {
-            Ok(_) => Some(()),
-            Err(e) if is_not_found(&e) => Some(()),
-            Err(e) => {
-                report(d, "Deregistering the task definition", &e, &[]);
-                None
-            }
-        }
+        deleted(d, "Deregistering the task definition", c.deregister_task_definition(family, revision).await)
     }
 
     /// `terraform import berth_task_definition.x family:revision`

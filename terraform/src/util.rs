@@ -122,3 +122,15 @@ pub fn some_or_null<T>(v: Option<T>) -> Value<T> {
 pub fn known<T>(v: T) -> Value<T> {
     Value::Value(v)
 }
+
+/// Destroy's rule: done when the call succeeded or the object was already gone.
+pub fn deleted<T>(d: &mut Diagnostics, what: &str, r: Result<T, Error>) -> Option<()> {
+    match r {
+        Ok(_) => Some(()),
+        Err(e) if is_not_found(&e) => Some(()),
+        Err(e) => {
+            report(d, what, &e, &[]);
+            None
+        }
+    }
+}

@@ -65,6 +65,18 @@ async fn agents(c: &Client, s: &TestServer, dir: &std::path::Path, n: usize, mem
     out
 }
 
+/// A PostgreSQL server, tenant `acme` with cluster `prod` and family `web`,
+/// and `n` simulated hosts of 4096 CPU units and `memory` MiB each.
+async fn prod_with_hosts(n: usize, memory: u32) -> (TestServer, Client, tempfile::TempDir, Vec<SimAgent>) {
+    let s = server(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    c.register("web").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let fleet = agents(&c, &s, dir.path(), n, memory).await;
+    (s, c, dir, fleet)
+}
+
 fn steady(v: &Value, n: u64) -> bool {
     v["running_count"] == n
         && v["healthy_count"] == n
@@ -197,12 +209,7 @@ on_both_backends!(scaling_up_and_down, bad_requests_change_nothing);
 /// `maximum_percent` allows, never fewer healthy than `minimum_healthy_percent`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rolling_update_stays_within_its_bounds() {
-    let s = server(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    c.register("web").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let fleet = agents(&c, &s, dir.path(), 3, 4096).await;
+    let (s, c, _dir, fleet) = prod_with_hosts(3, 4096).await;
     let created = c
         .post(
             SVC,
@@ -276,12 +283,7 @@ async fn a_rolling_update_stays_within_its_bounds() {
 /// host within the loss timeout plus 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tasks_lost_with_a_host_are_replaced_elsewhere() {
-    let s = server(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    c.register("web").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let mut fleet = agents(&c, &s, dir.path(), 3, 4096).await;
+    let (s, c, _dir, mut fleet) = prod_with_hosts(3, 4096).await;
     let created = c
         .post(
             SVC,
@@ -323,12 +325,7 @@ async fn tasks_lost_with_a_host_are_replaced_elsewhere() {
 /// below the minimum: the replacement is healthy before the old task stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_drain_keeps_the_service_at_its_minimum() {
-    let s = server(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    c.register("web").await;
-    let dir = tempfile::tempdir().expect("dir");
-    let fleet = agents(&c, &s, dir.path(), 3, 4096).await;
+    let (s, c, _dir, fleet) = prod_with_hosts(3, 4096).await;
     let created = c
         .post(
             SVC,
@@ -608,12 +605,7 @@ async fn a_deployment_survives_the_death_of_its_replica() {
 /// When tasks do not fit, the service says why in plain words, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_service_explains_why_it_is_short_of_its_count() {
-    let s = server(Backend::Postgres).await;
-    let c = s.tenant("acme").await;
-    c.create_cluster("prod").await;
-    c.register("web").await; // 64 MiB a task
-    let dir = tempfile::tempdir().expect("dir");
-    let fleet = agents(&c, &s, dir.path(), 2, 256).await; // four tasks a host
+    let (s, c, _dir, fleet) = prod_with_hosts(2, 256).await;
     c.post(SVC, json!({"name": "web", "task_definition": "web", "desired_count": 10})).await.expect(201);
     let v = wait_for(&c, &format!("{SVC}/web"), "the explanation", 30, |v| {
         v["running_count"] == 8
