@@ -439,3 +439,37 @@ async fn the_example_runs_a_service_of_real_containers() {
     tf.run(&["destroy", "-auto-approve", "-no-color", &image, "-var=desired_count=3"]).await.ok();
     tenant.get("/v1/clusters/demo").await.expect_error(404, "ResourceNotFound");
 }
+
+/// Only a 404 drops a resource from state: when the API cannot be reached,
+/// refresh fails with an error and the state keeps the resource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_keeps_the_state() {
+    let s = TestServer::start(Backend::Postgres).await;
+    let op = s.operator.clone();
+    let tf = Tf::new(&format!("http://{}", s.addr), &op);
+    tf.write(
+        r#"
+terraform {
+  required_providers {
+    berth = { source = "berth/berth", version = ">= 0.1.0" }
+  }
+}
+provider "berth" {}
+resource "berth_cluster" "c" {
+  name = "kept"
+}
+"#,
+    );
+    tf.run(&["init", "-no-color"]).await.ok();
+    tf.apply().await;
+    s.stop().await;
+    let refresh = tf.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"]).await;
+    assert_ne!(refresh.code, 0, "{}", refresh.out);
+    assert!(
+        refresh.out.contains("Reading the cluster failed") && refresh.out.contains("cannot reach"),
+        "{}",
+        refresh.out
+    );
+    let listed = tf.run(&["state", "list"]).await.ok();
+    assert!(listed.contains("berth_cluster.c"), "the cluster is still in state: {listed}");
+}
