@@ -13,6 +13,10 @@
 //! - `e2e.heartbeats.10k_hosts`: 10,000 simulated hosts heartbeating every
 //!   10 s and long-polling their assignments; the server's and PostgreSQL's
 //!   CPU and memory, and how long it takes to notice a host that stopped.
+//! - `e2e.services.100_hosts`: one service converging from 0 to 1,000 tasks
+//!   on 100 simulated hosts, a rolling deployment of all 1,000 (health
+//!   immediate: `min_healthy_time_seconds` 0), and the scale-down to 0; the
+//!   scheduler's tasks per second and the time of each step.
 //! - `e2e.noisy_neighbor`: with the default rate limits, one tenant floods
 //!   reads from 64 connections while another reads steadily; the quiet
 //!   tenant's latency alone and during the flood, side by side.
@@ -240,6 +244,63 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+async fn services_100_hosts() {
+    const HOSTS: u32 = 100;
+    const TASKS: i64 = 1000;
+    let server = Server::start(5).await;
+    let token = server.prepare().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut agent = server.agent(&token, HOSTS, state.path());
+    server
+        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS), Duration::from_secs(300))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu0, _) = usage(server.pid);
+    let started = Instant::now();
+    server
+        .operator
+        .post(
+            "/v1/clusters/bench/services",
+            json!({"name": "web", "task_definition": "app", "desired_count": TASKS,
+                   "deployment_configuration": {"min_healthy_time_seconds": 0}}),
+        )
+        .await
+        .expect(201);
+    let running = "SELECT COUNT(*) FROM tasks WHERE last_status = 'RUNNING' AND desired_status = 'RUNNING'";
+    let converged = server.wait_for(running, TASKS, Duration::from_secs(600)).await;
+    let completed = "SELECT COUNT(*) FROM deployments WHERE state = 'COMPLETED'";
+    let steady = server.wait_for(completed, 1, Duration::from_secs(600)).await.max(converged);
+
+    server.operator.patch("/v1/clusters/bench/services/web", json!({"force_new_deployment": true})).await.expect(200);
+    let rolled = server.wait_for(completed, 2, Duration::from_secs(900)).await;
+    let replaced = server.scalar("SELECT COUNT(*) FROM tasks WHERE last_status = 'STOPPED'").await;
+
+    let down_started = Instant::now();
+    server.operator.patch("/v1/clusters/bench/services/web", json!({"desired_count": 0})).await.expect(200);
+    server
+        .wait_for(
+            "SELECT COUNT(*) FROM tasks WHERE last_status = 'STOPPED'",
+            replaced + TASKS,
+            Duration::from_secs(600),
+        )
+        .await;
+    let down = down_started.elapsed();
+    let total = started.elapsed();
+    let (cpu1, rss) = usage(server.pid);
+    let name = "e2e.services.100_hosts";
+    println!("BENCH {name} converge_s={:.2}", converged.as_secs_f64());
+    println!("BENCH {name} converge_tasks_per_s={:.0}", TASKS as f64 / converged.as_secs_f64());
+    println!("BENCH {name} deployment_completed_s={:.2}", steady.as_secs_f64());
+    println!("BENCH {name} rollout_s={:.2}", rolled.as_secs_f64());
+    println!("BENCH {name} rollout_tasks_per_s={:.0}", TASKS as f64 / rolled.as_secs_f64());
+    println!("BENCH {name} scale_to_zero_s={:.2}", down.as_secs_f64());
+    println!("BENCH {name} server_cpu_s_per_task={:.4}", (cpu1 - cpu0) / (3 * TASKS) as f64);
+    println!("BENCH {name} server_rss_mib={rss:.0}");
+    eprintln!("all steps took {:.1} s", total.as_secs_f64());
+    let _ = agent.kill().await;
+    server.stop().await;
+}
+
 async fn run_task_1k_hosts() {
     const HOSTS: u32 = 1000;
     const REQUESTS: usize = 1000;
@@ -430,6 +491,9 @@ async fn main() {
     }
     if run("heartbeats") {
         heartbeats_10k_hosts().await;
+    }
+    if run("services") {
+        services_100_hosts().await;
     }
     if run("noisy_neighbor") {
         noisy_neighbor().await;

@@ -639,3 +639,53 @@ async fn a_service_explains_why_it_is_short_of_its_count() {
     }
     s.stop().await;
 }
+
+/// Services spread over the replicas: each holds an even share, and when
+/// one leaves, another takes its services over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_share_the_services_and_take_over_when_one_leaves() {
+    let s1 = server(Backend::Postgres).await;
+    let c = s1.tenant("acme").await;
+    c.create_cluster("prod").await;
+    c.register("web").await;
+    let db2 = TestDb::attach(&s1.testdb.url).await;
+    let mut config2 = test_config(&s1.testdb.url);
+    config2.auth = s1.config.auth.clone();
+    let s2 = TestServer::start_with(db2, config2).await;
+    for i in 0..4 {
+        c.post(SVC, json!({"name": format!("s{i}"), "task_definition": "web", "desired_count": 0})).await.expect(201);
+    }
+    let owners = |db: berth_control_plane::store::Db| async move {
+        let berth_control_plane::store::Pool::Postgres(pool) = db.pool() else { panic!("PostgreSQL") };
+        let rows: Vec<(Option<uuid::Uuid>, i64)> =
+            sqlx::query_as("SELECT lease_owner, COUNT(*) FROM services GROUP BY lease_owner ORDER BY 2")
+                .fetch_all(pool)
+                .await
+                .expect("owners");
+        rows
+    };
+    let mut split = Vec::new();
+    for _ in 0..100 {
+        split = owners(s1.testdb.db.clone()).await;
+        if split.len() == 2 && split.iter().all(|(o, n)| o.is_some() && *n == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(split.len() == 2 && split.iter().all(|(o, n)| o.is_some() && *n == 2), "two services each: {split:?}");
+    let second = s2.app.replica_id();
+    s2.stop().await;
+    let mut after = Vec::new();
+    for _ in 0..100 {
+        after = owners(s1.testdb.db.clone()).await;
+        if after.len() == 1 && after[0].1 == 4 && after[0].0.is_some_and(|o| o != second) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        after.len() == 1 && after[0].1 == 4 && after[0].0 != Some(second),
+        "the first replica holds all four: {after:?}"
+    );
+    s1.stop().await;
+}

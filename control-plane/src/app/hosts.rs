@@ -123,6 +123,8 @@ impl App {
                 else {
                     return Err(AppError::concurrent("host"));
                 };
+                // Daemon services follow host changes.
+                tx.wake(crate::reconcilers::services::WAKE_KEY);
                 store::events::append(
                     tx,
                     scope,
@@ -166,6 +168,8 @@ impl App {
                 else {
                     return Err(AppError::concurrent("host"));
                 };
+                // Services move their tasks off a draining host.
+                tx.wake(crate::reconcilers::services::WAKE_KEY);
                 store::events::append(tx, scope, "host.draining", &row.id.to_string(), json!({}), now).await?;
                 to_wire(updated)
             })
@@ -218,6 +222,8 @@ impl App {
                     return Err(AppError::concurrent("host"));
                 };
                 super::quotas::release(tx, scope, &[(berth_api::quotas::QuotaName::Hosts, 1)]).await?;
+                // Daemon services follow host changes.
+                tx.wake(crate::reconcilers::services::WAKE_KEY);
                 store::events::append(
                     tx,
                     scope,

@@ -13,7 +13,7 @@ use crate::ratelimit::Bucket;
 use crate::store;
 
 /// A replica not seen for this long no longer takes a share of the limits.
-const REPLICA_ALIVE_WITHIN: time::Duration = time::Duration::seconds(30);
+pub(crate) const REPLICA_ALIVE_WITHIN: time::Duration = time::Duration::seconds(30);
 
 impl App {
     /// `GET /v1/rate-limits`.

@@ -232,6 +232,8 @@ impl App {
             now,
         )
         .await?;
+        // A new host: daemon services place on it, waiting services may fit now.
+        tx.wake(crate::reconcilers::services::WAKE_KEY);
         tx.commit().await?;
         Ok(RegisteredHost {
             host_id,

@@ -145,7 +145,13 @@ impl App {
         let lease =
             time::Duration::try_from(self.service_scheduler_settings().lease).unwrap_or(time::Duration::seconds(10));
         let mut tx = self.db().begin_write().await?;
-        let held = store::services::claim_leases(&mut tx, self.replica_id(), now, now + lease).await?;
+        // An even share for each live replica (rounded up), so a new replica
+        // takes over part of the work and a departed one's is spread out.
+        let replicas =
+            store::rate_limits::live_replicas(&mut tx, now - super::rate_limits::REPLICA_ALIVE_WITHIN).await?;
+        let services = store::services::count_live(&mut tx).await?;
+        let share = u64::try_from(services).unwrap_or(0).div_ceil(u64::try_from(replicas).unwrap_or(1).max(1));
+        let held = store::services::claim_leases(&mut tx, self.replica_id(), now, now + lease, share).await?;
         tx.commit().await?;
         Ok(held
             .into_iter()

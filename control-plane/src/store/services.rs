@@ -341,35 +341,72 @@ pub async fn set_primary(
     Ok(())
 }
 
-/// Takes or renews the lease of every live service that is free, expired
-/// or already this replica's, and returns the services this replica now
-/// holds, across accounts.
+/// Renews this replica's leases and takes free or expired ones, up to
+/// `share` services in all; gives back any above the share, so services
+/// spread over the replicas as they come and go. Returns the services this
+/// replica holds, across accounts.
 pub async fn claim_leases(
     tx: &mut Tx,
     owner: Uuid,
     now: OffsetDateTime,
     until: OffsetDateTime,
+    share: u64,
 ) -> StoreResult<Vec<(Uuid, Uuid)>> {
     #[derive(FromRow)]
     struct Claimed {
         id: Uuid,
         account_id: Uuid,
     }
-    let stmt = Query::update()
+    let live = || Expr::col(Services::Status).ne("INACTIVE");
+    let mine = Query::update()
         .table(Services::Table)
-        .value(Services::LeaseOwner, owner)
         .value(Services::LeaseExpiresAt, until)
-        .and_where(Expr::col(Services::Status).ne("INACTIVE"))
-        .and_where(
-            Expr::col(Services::LeaseOwner)
-                .is_null()
-                .or(Expr::col(Services::LeaseOwner).eq(owner))
-                .or(Expr::col(Services::LeaseExpiresAt).lt(now)),
-        )
+        .and_where(live())
+        .and_where(Expr::col(Services::LeaseOwner).eq(owner))
         .returning(Query::returning().columns([Services::Id, Services::AccountId]))
         .to_owned();
-    let rows: Vec<Claimed> = tx.fetch_all(&stmt).await?;
-    Ok(rows.into_iter().map(|r| (r.id, r.account_id)).collect())
+    let mut held: Vec<Claimed> = tx.fetch_all(&mine).await?;
+    held.sort_by_key(|c| c.id);
+    let share = usize::try_from(share).unwrap_or(usize::MAX);
+    if held.len() > share {
+        // The newest ones go back: another replica picks them up next round.
+        let extra: Vec<Uuid> = held.split_off(share).into_iter().map(|c| c.id).collect();
+        let release = Query::update()
+            .table(Services::Table)
+            .value(Services::LeaseOwner, Option::<Uuid>::None)
+            .value(Services::LeaseExpiresAt, Option::<OffsetDateTime>::None)
+            .and_where(Expr::col(Services::Id).is_in(extra))
+            .and_where(Expr::col(Services::LeaseOwner).eq(owner))
+            .to_owned();
+        tx.execute(&release).await?;
+    } else if held.len() < share {
+        let free = Query::select()
+            .column(Services::Id)
+            .from(Services::Table)
+            .and_where(live())
+            .and_where(Expr::col(Services::LeaseOwner).is_null().or(Expr::col(Services::LeaseExpiresAt).lt(now)))
+            .order_by(Services::Id, Order::Asc)
+            .limit((share - held.len()) as u64)
+            .to_owned();
+        // Re-checked per row under its lock: a replica that took one meanwhile keeps it.
+        let take = Query::update()
+            .table(Services::Table)
+            .value(Services::LeaseOwner, owner)
+            .value(Services::LeaseExpiresAt, until)
+            .and_where(Expr::col(Services::Id).in_subquery(free))
+            .and_where(live())
+            .and_where(Expr::col(Services::LeaseOwner).is_null().or(Expr::col(Services::LeaseExpiresAt).lt(now)))
+            .returning(Query::returning().columns([Services::Id, Services::AccountId]))
+            .to_owned();
+        held.extend(tx.fetch_all::<Claimed, _>(&take).await?);
+    }
+    Ok(held.into_iter().map(|r| (r.id, r.account_id)).collect())
+}
+
+/// Services that are not INACTIVE, in every account.
+pub async fn count_live(tx: &mut Tx) -> StoreResult<i64> {
+    let stmt = Query::select().from(Services::Table).and_where(Expr::col(Services::Status).ne("INACTIVE")).to_owned();
+    tx.count(stmt).await
 }
 
 /// Gives up this replica's leases (on a clean shutdown), so another replica takes over at once.
