@@ -213,6 +213,36 @@ async fn the_cli_configures_prints_and_exits_as_documented() {
     let events = cli.run(&["events", "--type", "service.event", "-o", "json"]).json();
     assert!(events["events"].as_array().is_some_and(|e| !e.is_empty()), "{events}");
 
+    // `berth events -f` follows: a cluster made after it started shows up as a JSON line.
+    let mut follow = Command::new(berth_bin());
+    follow
+        .args(["events", "-f", "--type", "cluster.created", "-o", "json"])
+        .env_clear()
+        .env("HOME", cli.config.path())
+        .env("XDG_CONFIG_HOME", cli.config.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut follower = follow.spawn().expect("berth events -f");
+    let stdout = follower.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        std::io::BufReader::new(stdout).lines().next().and_then(Result::ok)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cli.run(&["clusters", "create", "followed"]).ok();
+    let line = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || reader.join().expect("reader")),
+    )
+    .await;
+    // Killing it also ends a reader still waiting, should the event never come.
+    let _ = follower.kill();
+    let _ = follower.wait();
+    let line = line.expect("the followed event within 15 s").expect("join");
+    let event: Value = serde_json::from_str(&line.expect("a followed event")).expect("one JSON event per line");
+    assert_eq!(event["type"], "cluster.created");
+    assert_eq!(event["detail"]["name"], "followed", "only events after it started: {event}");
+
     let completions = cli.run(&["completions", "bash"]).ok();
     assert!(completions.contains("_berth()") && completions.contains("task-definitions"), "bash completions");
     agent.kill().await;
