@@ -122,3 +122,31 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
     }
     s.stop().await;
 }
+
+/// A server stopping while agents long-poll their assignments answers them
+/// at once: its graceful shutdown does not wait out their 20 s polls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_server_does_not_wait_for_long_polls() {
+    let s = TestServer::start(Backend::Postgres).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let agent = berth_tests::simulated::SimAgent::start(
+        &c,
+        &format!("http://{}", s.addr),
+        "prod",
+        dir.path(),
+        "sim",
+        Resources { cpu: 1024, memory: 1024 },
+        &[],
+    )
+    .await;
+    wait_for(&c, "/v1/clusters/prod/hosts", "the host", |v| v["hosts"][0]["last_heartbeat_at"].is_string()).await;
+    // Let the agent settle into its long-poll.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    s.stop().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "the server took {took:?} to stop");
+    agent.kill().await;
+}

@@ -249,7 +249,9 @@ impl App {
         }
         let scope = AccountScope::new(host.account_id);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
-        let read = || async {
+        // `answer`: reply even when there is nothing new (the deadline passed,
+        // or the server is shutting down).
+        let read = |answer: bool| async move {
             let mut tx = self.db().begin_read().await?;
             let row = store::hosts::find_for_authentication(&mut tx, host.host_id)
                 .await?
@@ -258,7 +260,7 @@ impl App {
             let rows = store::assignments::after(&mut tx, host.host_id, after, MAX_BATCH).await?;
             if rows.is_empty() {
                 tx.rollback().await?;
-                return Ok::<_, AppError>(if tokio::time::Instant::now() >= deadline {
+                return Ok::<_, AppError>(if answer || tokio::time::Instant::now() >= deadline {
                     Some(AssignmentsResponse { assignments: Vec::new(), cursor: after })
                 } else {
                     None
@@ -287,10 +289,16 @@ impl App {
             Ok(Some(AssignmentsResponse { assignments, cursor }))
         };
         let subscription = self.db().wakeups().subscribe(host.host_id.0);
-        match subscription.wait_until(deadline, read).await? {
+        let mut down = self.shutting_down();
+        let waited = tokio::select! {
+            r = subscription.wait_until(deadline, || read(false)) => r?,
+            // A stopping server answers at once, so its graceful shutdown does not wait out the poll.
+            _ = down.wait_for(|d| *d) => None,
+        };
+        match waited {
             Some(response) => Ok(response),
-            // The deadline passed between reads: one last read answers with the cursor.
-            None => read().await?.ok_or_else(|| AppError::Internal("no assignments answer at the deadline".into())),
+            // The deadline passed between reads, or the server is stopping: answer with the cursor.
+            None => read(true).await?.ok_or_else(|| AppError::Internal("no assignments answer".into())),
         }
     }
 
