@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_api::hosts::Resources;
 use berth_host_agent::containerd::ContainerdConfig;
@@ -191,17 +190,7 @@ pub async fn wait_task(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        let t = c.get(&format!("/v1/clusters/{cluster}/tasks/{task}")).await.expect(200);
-        if check(&t) {
-            return t;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}; the task is {t:#}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    c.wait_for(&format!("/v1/clusters/{cluster}/tasks/{task}"), &format!("task {task} to be {what}"), secs, check).await
 }
 
 /// The task's logs as text.

@@ -465,6 +465,20 @@ impl Client {
         self.send(self.request(Method::DELETE, path)).await
     }
 
+    /// GETs `path` every 100 ms until `check` holds (up to `secs` seconds) and
+    /// returns the body; fails naming `what` and the last body otherwise.
+    pub async fn wait_for(&self, path: &str, what: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let v = self.get(path).await.expect(200);
+            if check(&v) {
+                return v;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; last: {v:#}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     /// Creates a cluster and returns its body.
     pub async fn create_cluster(&self, name: &str) -> Value {
         self.post("/v1/clusters", serde_json::json!({"name": name})).await.expect(201)

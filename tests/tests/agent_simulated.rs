@@ -6,20 +6,9 @@ use std::time::Duration;
 
 use berth_api::hosts::Resources;
 use berth_host_agent::{AgentConfig, SimulatedRuntime};
-use berth_tests::{Backend, Client, TestServer};
+use berth_tests::{Backend, TestServer};
 use serde_json::json;
 use tokio::sync::watch;
-
-async fn wait_for(c: &Client, path: &str, what: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    for _ in 0..150 {
-        let v = c.get(path).await.expect(200);
-        if check(&v) {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 fn config(server: &str, token: &str, dir: &std::path::Path, i: usize) -> AgentConfig {
     AgentConfig {
@@ -78,10 +67,11 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
     let tasks: Vec<String> =
         run["tasks"].as_array().expect("tasks").iter().map(|t| t["id"].as_str().expect("id").to_owned()).collect();
     assert_eq!(tasks.len(), 3);
-    let all_running = wait_for(&c, "/v1/clusters/prod/tasks", "three RUNNING tasks", |v| {
-        v["tasks"].as_array().is_some_and(|t| t.len() == 3 && t.iter().all(|t| t["last_status"] == "RUNNING"))
-    })
-    .await;
+    let all_running = c
+        .wait_for("/v1/clusters/prod/tasks", "three RUNNING tasks", 15, |v| {
+            v["tasks"].as_array().is_some_and(|t| t.len() == 3 && t.iter().all(|t| t["last_status"] == "RUNNING"))
+        })
+        .await;
     let mut hosts: Vec<&str> =
         all_running["tasks"].as_array().expect("tasks").iter().map(|t| t["host_id"].as_str().expect("h")).collect();
     hosts.sort_unstable();
@@ -89,10 +79,11 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
     assert_eq!(hosts.len(), 3, "spread over the three zones");
 
     c.post(&format!("/v1/clusters/prod/tasks/{}/stop", tasks[0]), json!({})).await.expect(200);
-    let stopped = wait_for(&c, &format!("/v1/clusters/prod/tasks/{}", tasks[0]), "the task to stop", |t| {
-        t["last_status"] == "STOPPED"
-    })
-    .await;
+    let stopped = c
+        .wait_for(&format!("/v1/clusters/prod/tasks/{}", tasks[0]), "the task to stop", 15, |t| {
+            t["last_status"] == "STOPPED"
+        })
+        .await;
     assert_eq!(stopped["stop_code"], "UserInitiated");
     assert_eq!(stopped["containers"][0]["exit_code"], 0);
 
@@ -110,7 +101,7 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
     assert_eq!(attrs["runtime.name"], "simulated", "the runtime is reported at registration: {attrs}");
     assert!(attrs["os"].is_string() && attrs["arch"].is_string() && attrs["agent.version"].is_string());
     // They heartbeat.
-    wait_for(&c, "/v1/clusters/prod/hosts", "heartbeats", |v| {
+    c.wait_for("/v1/clusters/prod/hosts", "heartbeats", 15, |v| {
         v["hosts"]
             .as_array()
             .is_some_and(|h| h.iter().all(|h| h["last_heartbeat_at"].is_string() && h["status"] == "ACTIVE"))
@@ -141,7 +132,7 @@ async fn a_stopping_server_does_not_wait_for_long_polls() {
         &[],
     )
     .await;
-    wait_for(&c, "/v1/clusters/prod/hosts", "the host", |v| v["hosts"][0]["last_heartbeat_at"].is_string()).await;
+    c.wait_for("/v1/clusters/prod/hosts", "the host", 15, |v| v["hosts"][0]["last_heartbeat_at"].is_string()).await;
     // Let the agent settle into its long-poll.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let started = std::time::Instant::now();

@@ -705,15 +705,7 @@ async fn a_crashing_deployment_trips_the_circuit_breaker_and_rolls_back() {
             && v["healthy_count"] == 2
             && v["deployments"].as_array().is_some_and(|d| d.len() == 1 && d[0]["state"] == "COMPLETED")
     };
-    let mut first = serde_json::Value::Null;
-    for _ in 0..600 {
-        first = c.get(&format!("{svc}/api")).await.expect(200);
-        if steady(&first) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(steady(&first), "the first deployment completed: {first:#}");
+    let first = c.wait_for(&format!("{svc}/api"), "the first deployment to complete", 60, steady).await;
     let id = first["id"].as_str().expect("id").to_owned();
     let tasks_path = format!("/v1/clusters/prod/tasks?service_id={id}&limit=100");
     let original: Vec<String> = c.get(&tasks_path).await.expect(200)["tasks"]
@@ -738,15 +730,11 @@ async fn a_crashing_deployment_trips_the_circuit_breaker_and_rolls_back() {
     )
     .await;
     c.patch(&format!("{svc}/api"), json!({"task_definition": "api:2"})).await.expect(200);
-    let mut v = serde_json::Value::Null;
-    for _ in 0..1200 {
-        v = c.get(&format!("{svc}/api/deployments")).await.expect(200);
-        let d = v["deployments"].as_array().expect("deployments");
-        if d.len() == 3 && d[0]["state"] == "COMPLETED" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = c
+        .wait_for(&format!("{svc}/api/deployments"), "the rollback to complete", 120, |v| {
+            v["deployments"].as_array().is_some_and(|d| d.len() == 3 && d[0]["state"] == "COMPLETED")
+        })
+        .await;
     let d = v["deployments"].as_array().expect("deployments");
     assert_eq!(d.len(), 3, "created, failed, rollback: {v:#}");
     assert_eq!(d[0]["trigger"], "rollback");

@@ -21,18 +21,6 @@ async fn server(backend: Backend) -> TestServer {
     TestServer::start_with(testdb, config).await
 }
 
-async fn wait_for(c: &Client, path: &str, what: &str, secs: u64, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let v = c.get(path).await.expect(200);
-        if check(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last: {v:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn live_tasks(tasks: &Value) -> Vec<&Value> {
     tasks["tasks"]
         .as_array()
@@ -108,7 +96,7 @@ async fn scaling_up_and_down(backend: Backend) {
     assert_eq!(created["deployments"][0]["trigger"], "created");
     let id = created["id"].as_str().expect("id").to_owned();
 
-    let v = wait_for(&c, &format!("{SVC}/web"), "three healthy tasks", 30, |v| steady(v, 3)).await;
+    let v = c.wait_for(&format!("{SVC}/web"), "three healthy tasks", 30, |v| steady(v, 3)).await;
     assert!(
         v["events"].as_array().expect("events").iter().any(|e| e["message"] == "service has reached a steady state"),
         "{v:#}"
@@ -120,9 +108,9 @@ async fn scaling_up_and_down(backend: Backend) {
 
     // Up to 5, then down to 1: the surplus is stopped by the scheduler.
     c.patch(&format!("{SVC}/web"), json!({"desired_count": 5})).await.expect(200);
-    wait_for(&c, &format!("{SVC}/web"), "five healthy tasks", 30, |v| steady(v, 5)).await;
+    c.wait_for(&format!("{SVC}/web"), "five healthy tasks", 30, |v| steady(v, 5)).await;
     c.patch(&format!("{SVC}/web"), json!({"desired_count": 1})).await.expect(200);
-    wait_for(&c, &format!("{SVC}/web"), "one task", 30, |v| steady(v, 1)).await;
+    c.wait_for(&format!("{SVC}/web"), "one task", 30, |v| steady(v, 1)).await;
     let tasks = service_tasks(&c, &id).await;
     assert_eq!(live_tasks(&tasks).len(), 1);
     let stopped: Vec<&Value> =
@@ -136,12 +124,12 @@ async fn scaling_up_and_down(backend: Backend) {
     // Delete: the service drains to zero, then is gone and its name free.
     let deleting = c.delete(&format!("{SVC}/web")).await.expect(200);
     assert_eq!(deleting["status"], "DRAINING");
-    wait_for(&c, &format!("/v1/clusters/prod/tasks?service_id={id}"), "the last task to stop", 30, |v| {
+    c.wait_for(&format!("/v1/clusters/prod/tasks?service_id={id}"), "the last task to stop", 30, |v| {
         live_tasks(v).is_empty()
             && v["tasks"].as_array().is_some_and(|t| t.iter().all(|t| t["last_status"] == "STOPPED"))
     })
     .await;
-    wait_for(&c, SVC, "the service to go", 30, |v| v["services"] == json!([])).await;
+    c.wait_for(SVC, "the service to go", 30, |v| v["services"] == json!([])).await;
     c.get(&format!("{SVC}/web")).await.expect_error(404, "ResourceNotFound");
     c.get(&format!("{SVC}/{id}")).await.expect(200); // by id, still readable as INACTIVE
     c.post(SVC, json!({"name": "web", "task_definition": "web", "desired_count": 0})).await.expect(201);
@@ -220,7 +208,7 @@ async fn a_rolling_update_stays_within_its_bounds() {
         .await
         .expect(201);
     let id = created["id"].as_str().expect("id").to_owned();
-    wait_for(&c, &format!("{SVC}/web"), "four healthy tasks", 30, |v| steady(v, 4)).await;
+    c.wait_for(&format!("{SVC}/web"), "four healthy tasks", 30, |v| steady(v, 4)).await;
 
     // Change the image: a new revision is registered and rolled out.
     let updated = c
@@ -294,7 +282,7 @@ async fn tasks_lost_with_a_host_are_replaced_elsewhere() {
         .await
         .expect(201);
     let id = created["id"].as_str().expect("id").to_owned();
-    wait_for(&c, &format!("{SVC}/web"), "two healthy tasks", 30, |v| steady(v, 2)).await;
+    c.wait_for(&format!("{SVC}/web"), "two healthy tasks", 30, |v| steady(v, 2)).await;
     let tasks = service_tasks(&c, &id).await;
     let victim_host = live_tasks(&tasks)[0]["host_id"].as_str().expect("host").to_owned();
     let victim_task = live_tasks(&tasks)[0]["id"].as_str().expect("id").to_owned();
@@ -302,12 +290,13 @@ async fn tasks_lost_with_a_host_are_replaced_elsewhere() {
     let index = fleet.iter().position(|a| a.host_id == victim_host).expect("the host's agent");
     let killed_at = Instant::now();
     fleet.remove(index).kill().await;
-    let lost = wait_for(&c, &format!("/v1/clusters/prod/tasks/{victim_task}"), "the host to be lost", 30, |t| {
-        t["last_status"] == "STOPPED"
-    })
-    .await;
+    let lost = c
+        .wait_for(&format!("/v1/clusters/prod/tasks/{victim_task}"), "the host to be lost", 30, |t| {
+            t["last_status"] == "STOPPED"
+        })
+        .await;
     assert_eq!(lost["stop_code"], "HostLost");
-    let v = wait_for(&c, &format!("{SVC}/web"), "a replacement", 30, |v| steady(v, 2)).await;
+    let v = c.wait_for(&format!("{SVC}/web"), "a replacement", 30, |v| steady(v, 2)).await;
     let took = killed_at.elapsed();
     assert!(took <= Duration::from_secs(4 + 10), "replaced after {took:?}");
     let tasks = service_tasks(&c, &id).await;
@@ -336,7 +325,7 @@ async fn a_drain_keeps_the_service_at_its_minimum() {
         .await
         .expect(201);
     let id = created["id"].as_str().expect("id").to_owned();
-    wait_for(&c, &format!("{SVC}/web"), "two healthy tasks", 30, |v| steady(v, 2)).await;
+    c.wait_for(&format!("{SVC}/web"), "two healthy tasks", 30, |v| steady(v, 2)).await;
     let tasks = service_tasks(&c, &id).await;
     let drained_host = live_tasks(&tasks)[0]["host_id"].as_str().expect("host").to_owned();
     let drained_task = live_tasks(&tasks)[0]["id"].as_str().expect("id").to_owned();
@@ -402,13 +391,12 @@ async fn a_daemon_service_follows_its_hosts() {
         v.sort();
         v
     };
-    wait_for(&c, &format!("{SVC}/logs"), "one task per worker", 30, |v| v["desired_count"] == 2 && steady(v, 2)).await;
+    c.wait_for(&format!("{SVC}/logs"), "one task per worker", 30, |v| v["desired_count"] == 2 && steady(v, 2)).await;
     assert_eq!(hosts_of(&service_tasks(&c, &id).await), sorted(vec![a.host_id.clone(), b.host_id.clone()]));
 
     // A worker joins.
     let joined = start("c", "worker").await;
-    wait_for(&c, &format!("{SVC}/logs"), "a task on the new host", 30, |v| v["desired_count"] == 3 && steady(v, 3))
-        .await;
+    c.wait_for(&format!("{SVC}/logs"), "a task on the new host", 30, |v| v["desired_count"] == 3 && steady(v, 3)).await;
     assert_eq!(
         hosts_of(&service_tasks(&c, &id).await),
         sorted(vec![a.host_id.clone(), b.host_id.clone(), joined.host_id.clone()])
@@ -416,7 +404,7 @@ async fn a_daemon_service_follows_its_hosts() {
 
     // One drains: its task stops, nothing replaces it.
     c.post(&format!("/v1/clusters/prod/hosts/{}/drain", b.host_id), json!({})).await.expect(200);
-    wait_for(&c, &format!("{SVC}/logs"), "the drained host's task to go", 30, |v| {
+    c.wait_for(&format!("{SVC}/logs"), "the drained host's task to go", 30, |v| {
         v["desired_count"] == 2 && steady(v, 2)
     })
     .await;
@@ -428,8 +416,7 @@ async fn a_daemon_service_follows_its_hosts() {
     // One dies: the service follows once it is LOST.
     let gone = joined.host_id.clone();
     joined.kill().await;
-    wait_for(&c, &format!("{SVC}/logs"), "the lost host to leave", 30, |v| v["desired_count"] == 1 && steady(v, 1))
-        .await;
+    c.wait_for(&format!("{SVC}/logs"), "the lost host to leave", 30, |v| v["desired_count"] == 1 && steady(v, 1)).await;
     assert_eq!(hosts_of(&service_tasks(&c, &id).await), vec![a.host_id.clone()]);
     assert!(hosts_of(&service_tasks(&c, &id).await).iter().all(|h| *h != gone));
     a.kill().await;
@@ -564,7 +551,7 @@ async fn a_deployment_survives_the_death_of_its_replica() {
                 .await,
         );
     }
-    wait_for(&c2, &format!("{SVC}/web"), "four healthy tasks", 60, |v| steady(v, 4)).await;
+    c2.wait_for(&format!("{SVC}/web"), "four healthy tasks", 60, |v| steady(v, 4)).await;
     assert_eq!(lease_owner(&testdb.db).await, Some(holder), "the first replica still holds the service");
 
     // Deploy, and kill the lease holder once the rollout is under way.
@@ -573,7 +560,7 @@ async fn a_deployment_survives_the_death_of_its_replica() {
         .expect(200);
     let service = c2.get(&format!("{SVC}/web")).await.expect(200);
     let id = service["id"].as_str().expect("id").to_owned();
-    wait_for(&c2, &format!("/v1/clusters/prod/tasks?service_id={id}&limit=100"), "the rollout to start", 30, |v| {
+    c2.wait_for(&format!("/v1/clusters/prod/tasks?service_id={id}&limit=100"), "the rollout to start", 30, |v| {
         live_tasks(v).iter().any(|t| t["task_definition"] == "web:2")
     })
     .await;
@@ -581,10 +568,11 @@ async fn a_deployment_survives_the_death_of_its_replica() {
     assert_eq!(before["deployments"].as_array().expect("d").len(), 2, "mid-deployment: {before:#}");
     first.kill();
 
-    let done = wait_for(&c2, &format!("{SVC}/web"), "the other replica to finish the deployment", 60, |v| {
-        v["task_definition"] == "web:2" && steady(v, 4)
-    })
-    .await;
+    let done = c2
+        .wait_for(&format!("{SVC}/web"), "the other replica to finish the deployment", 60, |v| {
+            v["task_definition"] == "web:2" && steady(v, 4)
+        })
+        .await;
     assert_eq!(done["deployments"][0]["task_definition"], "web:2");
     let taker = lease_owner(&testdb.db).await;
     assert!(taker.is_some() && taker != Some(holder), "the second replica took the service over");
@@ -607,13 +595,14 @@ async fn a_deployment_survives_the_death_of_its_replica() {
 async fn a_service_explains_why_it_is_short_of_its_count() {
     let (s, c, _dir, fleet) = prod_with_hosts(2, 256).await;
     c.post(SVC, json!({"name": "web", "task_definition": "web", "desired_count": 10})).await.expect(201);
-    let v = wait_for(&c, &format!("{SVC}/web"), "the explanation", 30, |v| {
-        v["running_count"] == 8
-            && v["events"]
-                .as_array()
-                .is_some_and(|e| e.iter().any(|e| e["message"] == "unable to place 2 task(s): 2 hosts lacked memory"))
-    })
-    .await;
+    let v = c
+        .wait_for(&format!("{SVC}/web"), "the explanation", 30, |v| {
+            v["running_count"] == 8
+                && v["events"].as_array().is_some_and(|e| {
+                    e.iter().any(|e| e["message"] == "unable to place 2 task(s): 2 hosts lacked memory")
+                })
+        })
+        .await;
     assert_eq!(v["deployments"][0]["state"], "IN_PROGRESS", "short of its count, the deployment is not done");
     // Said once, not every round.
     tokio::time::sleep(Duration::from_secs(3)).await;
