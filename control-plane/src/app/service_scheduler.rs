@@ -111,7 +111,8 @@ impl<'a> Messages<'a> {
     }
 }
 
-fn facts(t: &TaskRow, draining: &[uuid::Uuid]) -> AppResult<TaskFacts> {
+/// What the planner knows of a task; `draining` lists the hosts being drained.
+pub(crate) fn facts(t: &TaskRow, draining: &[uuid::Uuid]) -> AppResult<TaskFacts> {
     Ok(TaskFacts {
         id: t.task_id(),
         deployment: t.deployment_id.map(DeploymentId),
@@ -291,24 +292,13 @@ impl App {
                     .await?;
                     messages.say(format!("deployment {primary} failed: {reason}"));
                     primary_deployment.state = DeploymentState::Failed.as_str().to_owned();
+                    primary_deployment.failed_tasks = failed_in_primary;
                 }
             }
             self.deployment_event(tx, scope, &row, tripped, now).await?;
             if primary != tripped {
                 self.deployment_event(tx, scope, &row, primary, now).await?;
             }
-        } else if failed_in_primary != primary_deployment.failed_tasks {
-            let state = primary_deployment.state()?;
-            store::services::update_deployment(
-                tx,
-                scope,
-                primary,
-                state,
-                failed_in_primary,
-                primary_deployment.reason.as_deref(),
-                now,
-            )
-            .await?;
         }
         if failures > 0 {
             streak += failures;
@@ -385,16 +375,6 @@ impl App {
                 streak += 1;
                 if t.deployment_id == Some(primary.0) && primary_deployment.state()? == DeploymentState::InProgress {
                     failed_in_primary += 1;
-                    store::services::update_deployment(
-                        tx,
-                        scope,
-                        primary,
-                        DeploymentState::InProgress,
-                        failed_in_primary,
-                        primary_deployment.reason.as_deref(),
-                        now,
-                    )
-                    .await?;
                 }
             }
         }
@@ -469,6 +449,7 @@ impl App {
             streak = 0;
             next_launch_at = None;
             if primary_deployment.state()? == DeploymentState::InProgress {
+                primary_deployment.failed_tasks = failed_in_primary;
                 store::services::update_deployment(
                     tx,
                     scope,
@@ -504,6 +485,19 @@ impl App {
                     messages.say(steady);
                 }
             }
+        }
+        // The pass's failed launches, written once (completion and the breaker write their own).
+        if failed_in_primary != primary_deployment.failed_tasks {
+            store::services::update_deployment(
+                tx,
+                scope,
+                primary,
+                primary_deployment.state()?,
+                failed_in_primary,
+                primary_deployment.reason.as_deref(),
+                now,
+            )
+            .await?;
         }
         messages.append(tx, scope).await?;
         store::services::save_scheduler_state(

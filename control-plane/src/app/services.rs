@@ -6,7 +6,7 @@ use berth_api::services::{
     CreateServiceRequest, Deployment, DeploymentConfiguration, DeploymentState, ListDeploymentsResponse,
     ListServicesResponse, SchedulingStrategy, Service, ServiceStatus, UpdateServiceRequest,
 };
-use berth_api::tasks::{StopCode, TaskStatus};
+use berth_api::tasks::StopCode;
 use berth_api::{DeploymentId, Page, ServiceId, TaskDefinitionId};
 use serde_json::json;
 
@@ -122,14 +122,10 @@ fn deployment_to_wire(
     })
 }
 
+/// Whether the scheduler counts the task as healthy: the planner's own rule.
 fn is_healthy(t: &TaskRow, now: time::OffsetDateTime, min_healthy_time: u32) -> bool {
-    if t.last_status != TaskStatus::Running.as_str() || t.desired_status != "RUNNING" {
-        return false;
-    }
-    match berth_api::tasks::HealthStatus::of_task(t.containers.0.iter().map(|c| (c, c.essential))) {
-        Some(h) => h == berth_api::tasks::HealthStatus::Healthy,
-        None => t.running_at.is_some_and(|r| now - r >= time::Duration::seconds(i64::from(min_healthy_time))),
-    }
+    super::service_scheduler::facts(t, &[])
+        .is_ok_and(|f| f.healthy(now, std::time::Duration::from_secs(u64::from(min_healthy_time))))
 }
 
 /// The service as the API shows it: counts from its tasks, its live deployments.
