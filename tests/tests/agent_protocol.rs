@@ -261,7 +261,23 @@ async fn batched_reports_are_judged_one_by_one(backend: Backend) {
     s.stop().await;
 }
 
+/// A stop gives back exactly the stopped task's share of its host: the
+/// other tasks there keep theirs (on SQLite it once zeroed the host).
+async fn a_stop_gives_back_only_the_stopped_tasks_resources(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let (first, second) = (run_one(&c).await, run_one(&c).await);
+    let host = format!("/v1/clusters/prod/hosts/{}", agent.host);
+    assert_eq!(c.get(&host).await.expect(200)["used"]["memory"], 512);
+    agent.report(&first, json!({"seq": 1, "last_status": "STOPPED"})).await.expect(200);
+    let after = c.get(&host).await.expect(200);
+    assert_eq!(after["used"]["memory"], 256, "the second task's share stays: {after}");
+    assert_eq!(task(&c, &second).await["last_status"], "PENDING");
+}
+
 on_both_backends!(
+    a_stop_gives_back_only_the_stopped_tasks_resources,
     batched_reports_are_judged_one_by_one,
     assignments_reports_and_stopping,
     an_agent_that_reconnects_misses_nothing,

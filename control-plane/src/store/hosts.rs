@@ -278,6 +278,14 @@ pub async fn reserve_many(tx: &mut Tx, reservations: &[Reservation<'_>], now: Of
 
 /// Gives back what a stopped task held. Retries on a concurrent change of the
 /// host row (the port list is rewritten whole).
+/// `column - amount`, or 0 when that would be negative.
+fn never_below_zero(column: Hosts, amount: i64) -> sea_query::Expr {
+    sea_query::CaseStatement::new()
+        .case(Expr::col(column).gt(amount), Expr::col(column).sub(amount))
+        .finally(0i64)
+        .into()
+}
+
 pub async fn release(
     tx: &mut Tx,
     host: HostId,
@@ -295,18 +303,11 @@ pub async fn release(
         let remaining: Vec<u16> = row.ports_used.0.iter().copied().filter(|p| !ports.contains(p)).collect();
         let stmt = Query::update()
             .table(Hosts::Table)
-            // Never below zero, in SQL both dialects speak.
-            .value(
-                Hosts::CpuUsed,
-                Expr::cust_with_values("CASE WHEN cpu_used > $1 THEN cpu_used - $1 ELSE 0 END", [i64::from(cpu)]),
-            )
-            .value(
-                Hosts::MemoryUsed,
-                Expr::cust_with_values(
-                    "CASE WHEN memory_used > $1 THEN memory_used - $1 ELSE 0 END",
-                    [i64::from(memory)],
-                ),
-            )
+            // Never below zero. Built from expressions, not custom SQL with
+            // placeholders: sea-query's SQLite builder drops a custom
+            // expression's values, which zeroed the host's usage there.
+            .value(Hosts::CpuUsed, never_below_zero(Hosts::CpuUsed, i64::from(cpu)))
+            .value(Hosts::MemoryUsed, never_below_zero(Hosts::MemoryUsed, i64::from(memory)))
             .value(Hosts::PortsUsed, serde_json::json!(remaining))
             .value(Hosts::UpdatedAt, now)
             .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
