@@ -77,7 +77,17 @@ pub struct AgentTask {
     pub cpu: u32,
     pub memory: u32,
     pub network_mode: NetworkMode,
-    /// The containers with the run's overrides applied.
+    /// MANAGED tasks run isolated from other accounts' on a shared host:
+    /// their own network per account, no host ports, no privileges.
+    #[serde(default)]
+    pub launch_type: crate::capacity::LaunchType,
+    /// The task's account: on a shared host, tasks of one account share a
+    /// network, and other accounts' networks are unreachable.
+    pub account_id: crate::AccountId,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<crate::task_definitions::Volume>,
+    /// The containers with the run's overrides applied (and the task's
+    /// restart policy on each container without one).
     pub containers: Vec<ContainerDefinition>,
     pub port_bindings: Vec<HostPortBinding>,
     /// Credentials for the containers whose definitions name one.
@@ -136,6 +146,10 @@ pub struct TaskStatusReport {
     /// The task's health from its essential containers' checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
+    /// When the agent saw the transition (the start and stop times of usage
+    /// records); absent: when the report arrives.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<time::OffsetDateTime>,
 }
 
 /// Several reports in one request (`POST /v1/agent/hosts/{host}/tasks/status`),

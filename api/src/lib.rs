@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod auth;
+pub mod capacity;
 pub mod clusters;
 pub mod common;
 pub mod error;

@@ -27,10 +27,14 @@ pub enum QuotaName {
     TasksLaunchedPerMinute,
     /// Tasks waiting in PROVISIONING to be placed.
     PendingTasks,
+    /// CPU units of MANAGED tasks placed and not yet STOPPED (after rounding up to a size).
+    ManagedCpu,
+    /// Memory in MiB of those tasks.
+    ManagedMemory,
 }
 
 impl QuotaName {
-    pub const ALL: [QuotaName; 10] = [
+    pub const ALL: [QuotaName; 12] = [
         QuotaName::Clusters,
         QuotaName::TaskDefinitionFamilies,
         QuotaName::RevisionsPerFamily,
@@ -41,6 +45,8 @@ impl QuotaName {
         QuotaName::RunningMemory,
         QuotaName::TasksLaunchedPerMinute,
         QuotaName::PendingTasks,
+        QuotaName::ManagedCpu,
+        QuotaName::ManagedMemory,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -55,6 +61,8 @@ impl QuotaName {
             QuotaName::RunningMemory => "running_memory",
             QuotaName::TasksLaunchedPerMinute => "tasks_launched_per_minute",
             QuotaName::PendingTasks => "pending_tasks",
+            QuotaName::ManagedCpu => "managed_cpu",
+            QuotaName::ManagedMemory => "managed_memory",
         }
     }
 

@@ -228,6 +228,8 @@ pub struct Service {
     pub name: String,
     pub status: ServiceStatus,
     pub scheduling_strategy: SchedulingStrategy,
+    #[serde(default)]
+    pub launch_type: crate::capacity::LaunchType,
     pub task_definition_id: TaskDefinitionId,
     /// `family:revision` of the current (primary) deployment.
     pub task_definition: String,
@@ -271,6 +273,9 @@ pub struct CreateServiceRequest {
     pub desired_count: Option<u32>,
     #[serde(default)]
     pub scheduling_strategy: SchedulingStrategy,
+    /// `EXTERNAL` (default) or `MANAGED` (replica services only).
+    #[serde(default)]
+    pub launch_type: crate::capacity::LaunchType,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub placement_strategy: Vec<PlacementStrategy>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

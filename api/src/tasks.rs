@@ -251,6 +251,11 @@ pub struct RunTaskRequest {
     /// capacity appears, instead of reporting them in `failures[]`.
     #[serde(default)]
     pub queue: bool,
+    /// `EXTERNAL` (default): the cluster's own hosts. `MANAGED`: the
+    /// operator's shared capacity; the task definition must set task-level
+    /// `cpu` and `memory`, which are rounded up to an allowed size.
+    #[serde(default)]
+    pub launch_type: crate::capacity::LaunchType,
 }
 
 fn default_count() -> u32 {
@@ -267,8 +272,11 @@ pub struct Task {
     pub task_definition: String,
     pub desired_status: DesiredStatus,
     pub last_status: TaskStatus,
+    /// Absent for MANAGED tasks: their hosts are the operator's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id: Option<HostId>,
+    #[serde(default)]
+    pub launch_type: crate::capacity::LaunchType,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     /// The service that started it, if one did.
@@ -290,6 +298,9 @@ pub struct Task {
     pub cpu: u32,
     /// Memory in MiB the task reserves.
     pub memory: u32,
+    /// MANAGED tasks: the size asked for, before rounding up to `cpu`/`memory`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_size: Option<crate::capacity::TaskSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<StopCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

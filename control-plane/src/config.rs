@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub host_lost_timeout_seconds: Option<u64>,
     pub service_lease_seconds: Option<u64>,
     pub service_backoff_cap_seconds: Option<u64>,
+    /// The sizes MANAGED tasks are rounded up to, `cpu:memory,...`.
+    pub managed_task_sizes: Option<String>,
     pub task_retention_hours: Option<u64>,
     pub event_retention_days: Option<u64>,
     /// Default quota limits by name (`[quotas]` table), over the built-in ones.

@@ -253,6 +253,7 @@ async fn report_loop(client: AgentClient, runtime: Arc<dyn Runtime>, stop: watch
                     stop_code: u.stop_code,
                     reason: u.reason.clone(),
                     health_status: u.health_status,
+                    observed_at: Some(u.observed_at),
                 },
             })
             .collect();

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use berth_api::capacity::LaunchType;
 use berth_api::hosts::{PlacementConstraint, PlacementStrategy};
 use berth_api::services::{
     CircuitBreaker, CreateServiceRequest, DeleteServiceQuery, DeploymentConfiguration, SchedulingStrategy, Service,
@@ -46,6 +47,7 @@ pub struct ServiceState {
     pub task_definition: Value<String>,
     pub desired_count: Value<i64>,
     pub scheduling_strategy: Value<String>,
+    pub launch_type: Value<String>,
     pub deployment_minimum_healthy_percent: Value<i64>,
     pub deployment_maximum_percent: Value<i64>,
     pub min_healthy_time_seconds: Value<i64>,
@@ -70,6 +72,7 @@ fn planned(config: ServiceState) -> ServiceState {
     ServiceState {
         id: Value::Unknown,
         scheduling_strategy: or_default(&config.scheduling_strategy, "REPLICA".into()),
+        launch_type: or_default(&config.launch_type, "EXTERNAL".into()),
         desired_count: if is_daemon { config.desired_count } else { or_default(&config.desired_count, 1) },
         deployment_minimum_healthy_percent: or_default(
             &config.deployment_minimum_healthy_percent,
@@ -150,6 +153,7 @@ fn state_of(svc: &Service, prior: &ServiceState) -> ServiceState {
         // A daemon's count follows its hosts: not a setting.
         desired_count: if is_daemon { Value::Null } else { known(i64::from(svc.desired_count)) },
         scheduling_strategy: known(svc.scheduling_strategy.as_str().to_owned()),
+        launch_type: known(svc.launch_type.as_str().to_owned()),
         deployment_minimum_healthy_percent: some_or_null(cfg.minimum_healthy_percent.map(i64::from)),
         deployment_maximum_percent: some_or_null(cfg.maximum_percent.map(i64::from)),
         min_healthy_time_seconds: some_or_null(cfg.min_healthy_time_seconds.map(i64::from)),
@@ -237,6 +241,7 @@ impl Resource for ServiceResource {
                     "task_definition" => attr(s.clone(), Required, "family or family:revision; a change rolls the service out"),
                     "desired_count" => attr(n.clone(), OptionalComputed, "Tasks to keep running (default 1; not for DAEMON)"),
                     "scheduling_strategy" => attr(s.clone(), OptionalComputed, "REPLICA (default) or DAEMON; changing it replaces the service"),
+                    "launch_type" => attr(s.clone(), OptionalComputed, "EXTERNAL (default: the cluster's own hosts) or MANAGED (the operator's shared capacity); changing it replaces the service"),
                     "deployment_minimum_healthy_percent" => attr(n.clone(), OptionalComputed, "Healthy tasks kept during a deployment, % (default 100; 0 for DAEMON)"),
                     "deployment_maximum_percent" => attr(n.clone(), OptionalComputed, "Tasks allowed at once during a deployment, % (default 200; 100 for DAEMON)"),
                     "min_healthy_time_seconds" => attr(n.clone(), OptionalComputed, "RUNNING this long counts as healthy without health checks (default 10)"),
@@ -278,6 +283,15 @@ impl Resource for ServiceResource {
                 "Invalid scheduling_strategy",
                 format!("{s:?} is not REPLICA or DAEMON"),
                 AttributePath::new("scheduling_strategy"),
+            );
+        }
+        if let Some(l) = string(&config.launch_type)
+            && LaunchType::parse(l).is_none()
+        {
+            d.error(
+                "Invalid launch_type",
+                format!("{l:?} is not EXTERNAL or MANAGED"),
+                AttributePath::new("launch_type"),
             );
         }
         if daemon(&config) && config.desired_count.is_value() {
@@ -333,6 +347,7 @@ impl Resource for ServiceResource {
             ("cluster", changed(&prior.cluster, &plan.cluster)),
             ("name", changed(&prior.name, &plan.name)),
             ("scheduling_strategy", changed(&prior.scheduling_strategy, &plan.scheduling_strategy)),
+            ("launch_type", changed(&prior.launch_type, &plan.launch_type)),
         ]);
         if !replace.is_empty() {
             plan.id = Value::Unknown;
@@ -365,6 +380,7 @@ impl Resource for ServiceResource {
             task_definition: string(&planned.task_definition)?.to_owned(),
             desired_count: if strategy == SchedulingStrategy::Daemon { None } else { u32_of(&planned.desired_count) },
             scheduling_strategy: strategy,
+            launch_type: string(&planned.launch_type).and_then(LaunchType::parse).unwrap_or_default(),
             placement_strategy: strategies(&planned),
             placement_constraints: constraints(&planned),
             deployment_configuration: Some(configuration(&planned)),

@@ -215,6 +215,8 @@ impl Resource for TaskDefinitionResource {
             cpu: planned.cpu.as_ref_option().and_then(|v| u32::try_from(*v).ok()),
             memory: planned.memory.as_ref_option().and_then(|v| u32::try_from(*v).ok()),
             network_mode: string(&planned.network_mode).and_then(network_mode).unwrap_or_default(),
+            volumes: Vec::new(),
+            restart_policy: None,
             tags: planned.tags.as_ref_option().cloned().unwrap_or_default(),
             client_token: None,
         };

@@ -73,11 +73,16 @@ impl ContainerEnv {
 /// (`cargo xtask test` clears what killed tests leave in it).
 pub const TEST_BRIDGE: &str = "berthtest0";
 pub const TEST_SUBNET: &str = "10.214.0.0/16";
+/// MANAGED tasks' per-account bridges in the tests, and their addresses.
+pub const TEST_MANAGED_BRIDGE_PREFIX: &str = "berthtm";
+pub const TEST_MANAGED_RANGE: &str = "10.216.0.0/16";
 
 pub fn test_containerd_config(env: &ContainerEnv, state_dir: &std::path::Path) -> ContainerdConfig {
     let mut config = ContainerdConfig::with_defaults(env.socket.clone(), state_dir.to_owned(), env.berth_bin.clone());
     config.network.bridge = TEST_BRIDGE.into();
     config.network.subnet = TEST_SUBNET.into();
+    config.network.managed_bridge_prefix = TEST_MANAGED_BRIDGE_PREFIX.into();
+    config.network.managed_range = TEST_MANAGED_RANGE.into();
     config
 }
 
@@ -91,7 +96,6 @@ pub struct InProcessAgent {
 
 impl InProcessAgent {
     pub async fn start(server: &TestServer, tenant: &Client, cluster: &str, env: &ContainerEnv) -> InProcessAgent {
-        let state_dir = tempfile::tempdir().expect("state dir");
         let token = tenant
             .post(&format!("/v1/clusters/{cluster}/registration-tokens"), json!({"max_uses": 1}))
             .await
@@ -99,6 +103,12 @@ impl InProcessAgent {
             .as_str()
             .expect("token")
             .to_owned();
+        Self::join(server, token, env).await
+    }
+
+    /// Registers with a token made elsewhere (a capacity pool's, say) and runs.
+    pub async fn join(server: &TestServer, token: String, env: &ContainerEnv) -> InProcessAgent {
+        let state_dir = tempfile::tempdir().expect("state dir");
         let config = test_containerd_config(env, state_dir.path());
         let agent = berth_host_agent::start_containerd(config, "127.0.0.1:0".parse().expect("addr"), None)
             .await

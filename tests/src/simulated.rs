@@ -33,9 +33,21 @@ impl SimAgent {
             .post(&format!("/v1/clusters/{cluster}/registration-tokens"), serde_json::json!({"max_uses": 1}))
             .await
             .expect(201);
+        Self::join(server, token["token"].as_str().expect("token"), state_dir, name, total, attributes).await
+    }
+
+    /// Registers with a token made elsewhere (a capacity pool's, say) and runs.
+    pub async fn join(
+        server: &str,
+        token: &str,
+        state_dir: &std::path::Path,
+        name: &str,
+        total: Resources,
+        attributes: &[(&str, &str)],
+    ) -> SimAgent {
         let config = AgentConfig {
             server: server.to_owned(),
-            registration_token: token["token"].as_str().expect("token").to_owned(),
+            registration_token: token.to_owned(),
             state_dir: state_dir.join(name),
             hostname: name.to_owned(),
             total,

@@ -40,6 +40,11 @@ fn tenant_routes() -> Vec<Route> {
 }
 
 /// A body each operation accepts, so that what is checked is authorization, not validation.
+/// Routes only the operator account's admin keys may call.
+fn operator_only(path: &str) -> bool {
+    path.starts_with("/v1/accounts") || path.starts_with("/v1/capacity-pools")
+}
+
 fn body_for(op: &str) -> Option<Value> {
     Some(match op {
         "create_cluster" => json!({"name": "matrix-new"}),
@@ -59,7 +64,14 @@ fn body_for(op: &str) -> Option<Value> {
         }
         "update_registry_credential" => json!({"password": "p2"}),
         "put_account_rate_limit" => json!({"per_second": 10.0, "burst": 10}),
-        "stop_task" | "create_session" | "create_registration_token" | "suspend_account" | "deregister_host" => {
+        "create_capacity_pool" => json!({"name": "matrix-pool"}),
+        "update_pool_host_attributes" => json!({"attributes": {"rack": "r1"}}),
+        "stop_task"
+        | "create_session"
+        | "create_registration_token"
+        | "create_pool_registration_token"
+        | "suspend_account"
+        | "deregister_host" => {
             json!({})
         }
         _ => return None,
@@ -127,6 +139,7 @@ fn fill(path: &str, f: &Fixture) -> String {
         .replace("{service}", &f.service)
         .replace("{name}", "clusters")
         .replace("{class}", "read")
+        .replace("{pool}", "matrix-pool")
 }
 
 async fn call(c: &Client, route: &Route, path: &str) -> berth_tests::Resp {
@@ -144,8 +157,9 @@ async fn another_accounts_resources_are_404_on_every_route() {
     let b = fixture(&s, "globex").await;
     let mut checked = 0;
     for route in tenant_routes() {
-        // Routes naming no resource have nothing of B's to find; account routes are the operator's (403 below).
-        if !route.path.contains('{') || route.path.starts_with("/v1/accounts") {
+        // Routes naming no resource have nothing of B's to find; account and
+        // capacity-pool routes are the operator's (403 below).
+        if !route.path.contains('{') || operator_only(&route.path) {
             continue;
         }
         let path = fill(&route.path, &b);
@@ -161,8 +175,8 @@ async fn another_accounts_resources_are_404_on_every_route() {
     assert_eq!(b.client.get("/v1/clusters/prod").await.expect(200)["version"], 1);
     assert_eq!(b.client.get(&format!("/v1/access-keys/{}", b.key)).await.expect(200)["status"], "ACTIVE");
     assert_eq!(b.client.get("/v1/task-definitions/globex-web/revisions/1").await.expect(200)["status"], "ACTIVE");
-    // The account routes: a tenant's admin is refused outright.
-    for route in tenant_routes().into_iter().filter(|r| r.path.starts_with("/v1/accounts")) {
+    // The operator's routes: a tenant's admin is refused outright.
+    for route in tenant_routes().into_iter().filter(|r| operator_only(&r.path)) {
         let r = call(&a.client, &route, &fill(&route.path, &b)).await;
         r.expect_error(403, "AccessDenied");
     }
@@ -197,7 +211,7 @@ async fn read_only_keys_are_refused_on_every_mutating_route() {
                 | "list_audit_events"
                 | "list_registry_credentials"
                 | "get_registry_credential"
-        ) && !route.path.starts_with("/v1/accounts");
+        ) && !operator_only(&route.path);
         if route.id == "get_task_logs" {
             // Allowed, but this task never reached a host, so it has no logs.
             r.expect_error(404, "ResourceNotFound");

@@ -329,3 +329,63 @@ async fn the_readme_tour_runs_as_written() {
     let left = String::from_utf8_lossy(&left.stdout).into_owned();
     assert!(!left.contains(&last_task), "Ctrl-C stopped the container berth dev started:\n{left}");
 }
+
+/// The operator makes a pool and a token from the CLI, a simulated host
+/// joins with it, and a tenant runs a MANAGED task and reads its usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_capacity_from_the_cli() {
+    let s = TestServer::start(Backend::Postgres).await;
+    let endpoint = format!("http://{}", s.addr);
+    let as_cli = |c: &berth_tests::Client| {
+        let Auth::SigV4 { access_key_id, secret, .. } = c.auth.clone() else { panic!("signing client") };
+        let mut cli = Cli::new();
+        cli.env = vec![
+            ("BERTH_ENDPOINT".into(), endpoint.clone()),
+            ("BERTH_ACCESS_KEY_ID".into(), access_key_id),
+            ("BERTH_SECRET_ACCESS_KEY".into(), secret),
+        ];
+        std::sync::Arc::new(cli)
+    };
+    let op = as_cli(&s.operator);
+    let made =
+        run_blocking(&op, &["capacity-pools", "create", "shared", "--priority", "10", "-o", "json"]).await.json();
+    assert_eq!((made["name"].as_str(), made["priority"].as_i64()), (Some("shared"), Some(10)));
+    let token = run_blocking(&op, &["pools", "token", "shared", "-o", "json"]).await.json();
+    let dir = tempfile::tempdir().expect("dir");
+    let _host = berth_tests::simulated::SimAgent::join(
+        &endpoint,
+        token["token"].as_str().expect("token"),
+        dir.path(),
+        "pool-0",
+        Resources { cpu: 4096, memory: 8192 },
+        &[],
+    )
+    .await;
+    let table = run_blocking(&op, &["capacity-pools", "list"]).await.ok();
+    assert!(table.contains("shared") && table.contains("1/1") && table.contains("0/4096"), "{table}");
+
+    let tenant = s.tenant("acme").await;
+    tenant.create_cluster("prod").await;
+    tenant
+        .post(
+            "/v1/task-definitions",
+            serde_json::json!({"family": "web", "cpu": 512, "memory": 1024, "container_definitions": [
+                {"name": "app", "image": "127.0.0.1:5000/busybox:latest"}]}),
+        )
+        .await
+        .expect(201);
+    let cli = as_cli(&tenant);
+    let ran = run_blocking(&cli, &["tasks", "run", "web", "--cluster", "prod", "--managed", "--wait", "-o", "json"])
+        .await
+        .json();
+    // One waited-for task prints as the task itself.
+    let task = &ran;
+    assert_eq!((task["launch_type"].as_str(), task["last_status"].as_str()), (Some("MANAGED"), Some("RUNNING")));
+    let usage = run_blocking(&cli, &["usage", "-o", "json"]).await.json();
+    assert_eq!(usage["records"][0]["task_id"], task["id"]);
+    let denied = run_blocking(&cli, &["usage", "--all-accounts"]).await;
+    assert_ne!(denied.code, 0, "a tenant may not read every account's usage");
+    let bad = run_blocking(&cli, &["usage", "--from", "yesterday"]).await;
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--from"), "{}", bad.stderr);
+}

@@ -769,3 +769,159 @@ async fn a_crashing_deployment_trips_the_circuit_breaker_and_rolls_back() {
     );
     h.finish().await;
 }
+
+/// Runs one MANAGED task of `family` (with `env` for its containers) and returns its id.
+async fn run_managed(c: &berth_tests::Client, family: &str, env: serde_json::Value) -> String {
+    let overrides = json!({"container_overrides": [{"name": "app", "environment": env}]});
+    let run = c
+        .post(
+            "/v1/clusters/prod/tasks",
+            json!({"task_definition": family, "launch_type": "MANAGED", "overrides": overrides}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(run["failures"], json!([]), "the task was not placed: {run}");
+    run["tasks"][0]["id"].as_str().expect("task id").to_owned()
+}
+
+/// The logs of a task once its essential container has exited.
+async fn finished_logs(c: &berth_tests::Client, task: &str) -> String {
+    wait_task(c, "prod", task, 60, "STOPPED", |t| status(t) == "STOPPED").await;
+    logs(c, "prod", task, "").await
+}
+
+/// Two accounts' MANAGED tasks on one shared host: account B cannot open a
+/// TCP connection to a port served by account A's container, while A's
+/// other task can, and the containers of one task share localhost. Every
+/// MANAGED container runs under the seccomp filter with no new privileges
+/// and its memory limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn managed_tasks_of_different_accounts_are_isolated_on_a_shared_host() {
+    let env = ContainerEnv::from_env();
+    let s = TestServer::start(Backend::Postgres).await;
+    s.operator.post("/v1/capacity-pools", json!({"name": "shared"})).await.expect(201);
+    let token =
+        s.operator.post("/v1/capacity-pools/shared/registration-tokens", json!({"max_uses": 1})).await.expect(201);
+    let agent =
+        berth_tests::containers::InProcessAgent::join(&s, token["token"].as_str().expect("token").into(), &env).await;
+    let a = s.tenant("acme").await;
+    let b = s.tenant("globex").await;
+    // busybox-static's wget crashes here; nc speaks the HTTP it needs.
+    let script = "out=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 $TARGET 8080); \
+                  case \"$out\" in *hello*) echo REACHED;; *) echo BLOCKED;; esac";
+    for c in [&a, &b] {
+        c.create_cluster("prod").await;
+        register(
+            c,
+            &env,
+            "client",
+            json!({"cpu": 256, "memory": 512, "container_definitions": [
+            {"name": "app", "environment": {"TARGET": "127.0.0.1"}, "command": ["sh", "-c", script]}]}),
+        )
+        .await;
+    }
+    // A's server, with a sidecar that reaches it over the task's own localhost.
+    register(&a, &env, "web", json!({"cpu": 512, "memory": 1024, "container_definitions": [
+        {"name": "app", "command": ["sh", "-c",
+            "echo hello > /tmp/index.html; ip -4 -o addr show eth0; exec httpd -f -p 8080 -h /tmp"]},
+        {"name": "sidecar", "essential": false, "command": ["sh", "-c",
+            "sleep 1; printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 8080 | grep -q hello && echo SIDECAR-REACHED"]}]}))
+    .await;
+    let web = run_managed(&a, "web", json!({})).await;
+    wait_task(&a, "prod", &web, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    let (ctr_status, _) = env.container_status(&web, 0).await.expect("containerd runs the server");
+    assert_eq!(ctr_status, "RUNNING");
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = logs(&a, "prod", &web, "").await;
+        if text.contains("SIDECAR-REACHED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("SIDECAR-REACHED"), "the task's containers share localhost: {text:?}");
+    let ip = text
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .expect("the server printed its address")
+        .to_owned();
+    assert!(ip.starts_with("10.216."), "a MANAGED task is on its account's network: {ip}");
+
+    // Another task of A reaches the server; a task of B on the same host does not.
+    let same_account = run_managed(&a, "client", json!({"TARGET": ip})).await;
+    let other_account = run_managed(&b, "client", json!({"TARGET": ip})).await;
+    let reached = finished_logs(&a, &same_account).await;
+    assert!(reached.contains("REACHED"), "A's own task: {reached:?}");
+    let blocked = finished_logs(&b, &other_account).await;
+    assert!(blocked.contains("BLOCKED"), "B's task: {blocked:?}");
+
+    // The sandbox: seccomp filter, no new privileges, the memory limit, no namespaces of its own.
+    register(
+        &b,
+        &env,
+        "inspect",
+        json!({"cpu": 256, "memory": 512, "container_definitions": [
+        {"name": "app", "command": ["sh", "-c",
+            "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; \
+             cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+             unshare -U true 2>/dev/null && echo UNSHARED || echo NO-UNSHARE"]}]}),
+    )
+    .await;
+    let inspected = run_managed(&b, "inspect", json!({})).await;
+    let report = finished_logs(&b, &inspected).await;
+    assert!(report.contains("Seccomp:\t2"), "the seccomp filter is in force: {report:?}");
+    assert!(report.contains("NoNewPrivs:\t1"), "{report:?}");
+    assert!(report.contains(&(512u64 * 1024 * 1024).to_string()), "the task's memory is the limit: {report:?}");
+    assert!(report.contains("NO-UNSHARE"), "no namespaces of its own: {report:?}");
+    stop_task(&a, "prod", &web).await;
+    agent.stop().await;
+}
+
+/// A container group as ACI users know it: containers sharing a task
+/// volume, a host directory mounted read-only, an added capability, and
+/// the group's restart policy restarting an essential container until it
+/// runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_group_shares_volumes_and_restarts_by_the_groups_policy() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    let host_dir = tempfile::tempdir().expect("host dir");
+    std::fs::write(host_dir.path().join("marker"), "from-the-host\n").expect("marker");
+    register(
+        c,
+        env,
+        "group",
+        json!({
+            "restart_policy": {"condition": "ON_FAILURE", "max_restarts": 2},
+            "volumes": [{"name": "shared"}, {"name": "hostdir", "host": {"source_path": host_dir.path()}}],
+            "container_definitions": [
+                {"name": "writer", "memory": 64, "command": ["sh", "-c",
+                    "echo from-writer > /data/note; cat /host/marker; sleep 2; exit 3"],
+                 "mount_points": [{"source_volume": "shared", "container_path": "/data"},
+                                  {"source_volume": "hostdir", "container_path": "/host", "read_only": true}]},
+                {"name": "reader", "memory": 64, "essential": false, "command": ["sh", "-c",
+                    "grep CapEff /proc/self/status; sleep 1; cat /data/note; \
+                     touch /data/readonly 2>/dev/null && echo WROTE || echo READ-ONLY; sleep 3600"],
+                 "linux_parameters": {"capabilities": {"add": ["NET_ADMIN"]}},
+                 "mount_points": [{"source_volume": "shared", "container_path": "/data", "read_only": true}]}
+            ]
+        }),
+    )
+    .await;
+    let task = run_one(c, "prod", "group").await;
+    wait_task(c, "prod", &task, 60, "RUNNING", |t| status(t) == "RUNNING").await;
+    // The essential writer exits 3 three times: two restarts, then the task stops.
+    let stopped = wait_task(c, "prod", &task, 90, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(stopped["stop_code"], "EssentialContainerExited", "{stopped}");
+    let writer = &stopped["containers"][0];
+    assert_eq!((writer["exit_code"].as_i64(), writer["restart_count"].as_u64()), (Some(3), Some(2)), "{stopped}");
+    let text = logs(c, "prod", &task, "").await;
+    assert_eq!(text.matches("from-the-host").count(), 3, "the host directory, on every run: {text:?}");
+    assert!(text.contains("[reader] from-writer"), "the task volume is shared: {text:?}");
+    assert!(text.contains("READ-ONLY"), "a read-only mount stays read-only: {text:?}");
+    // Docker's default capabilities (0xa80425fb) plus NET_ADMIN (bit 12).
+    assert!(text.contains("00000000a80435fb"), "NET_ADMIN was added: {text:?}");
+    h.finish().await;
+}

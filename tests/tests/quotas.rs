@@ -36,7 +36,7 @@ async fn listing_setting_and_resetting(backend: Backend) {
     let s = TestServer::start(backend).await;
     let c = s.tenant("acme").await;
     let all = c.get("/v1/quotas").await.expect(200);
-    assert_eq!(all["quotas"].as_array().expect("quotas").len(), 10, "every quota is listed");
+    assert_eq!(all["quotas"].as_array().expect("quotas").len(), 12, "every quota is listed");
     assert_eq!(quota(&all, "clusters")["source"], "default");
     assert_eq!(quota(&all, "clusters")["limit"], 100);
     assert_eq!(quota(&all, "clusters")["usage"], 0);

@@ -176,6 +176,7 @@ async fn waiters_follow_tasks_services_and_deployments() {
         placement_strategy: vec![],
         placement_constraints: vec![],
         queue: false,
+        launch_type: Default::default(),
     };
     let started = sdk.run_task("prod", &run).await.expect("run");
     let task = started.tasks[0].id.to_string();
@@ -192,6 +193,7 @@ async fn waiters_follow_tasks_services_and_deployments() {
         task_definition: "web".into(),
         desired_count: Some(2),
         scheduling_strategy: Default::default(),
+        launch_type: Default::default(),
         placement_strategy: vec![],
         placement_constraints: vec![],
         deployment_configuration: Some(DeploymentConfiguration {

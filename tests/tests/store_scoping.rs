@@ -33,10 +33,15 @@ fn definition(family: &str) -> RegisterTaskDefinitionRequest {
             pids_limit: None,
             restart_policy: None,
             repository_credentials: None,
+            privileged: false,
+            linux_parameters: None,
+            mount_points: vec![],
         }],
         cpu: None,
         memory: None,
         network_mode: NetworkMode::Bridge,
+        volumes: vec![],
+        restart_policy: None,
         tags: Tags::new(),
         client_token: None,
     }
@@ -55,7 +60,7 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
     store::clusters::insert(
         &mut tx,
         scope,
-        store::clusters::NewCluster { id: cluster, name: "shared-name", tags: &tags, now },
+        store::clusters::NewCluster { id: cluster, name: "shared-name", tags: &tags, now, pool_priority: None },
     )
     .await
     .expect("cluster");
@@ -82,6 +87,8 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
             queued: true,
             placement_spec: None,
             service: None,
+            launch_type: Default::default(),
+            requested: None,
         },
     )
     .await

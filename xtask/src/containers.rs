@@ -18,6 +18,8 @@ const RUN_DIR_PREFIX: &str = "berth-test-ctr-";
 /// `berth dev` on the same machine, so the harness can clear what a killed
 /// run left in it without touching anything else.
 pub const TEST_NETWORK: &str = "berth-berthtest0";
+/// The tests' MANAGED account bridges (`tests/src/containers.rs` names them too).
+const TEST_MANAGED_BRIDGE_PREFIX: &str = "berthtm";
 
 /// The image the tests run; its tag is what `BERTH_TEST_IMAGE` names.
 pub const TEST_REPOSITORY: &str = "berth/busybox";
@@ -210,6 +212,7 @@ impl Drop for Containers {
 /// before their teardown left behind; stale DNAT rules would shadow a new
 /// task's mapping of the same port.
 fn clear_test_network() {
+    clear_test_account_networks();
     let Ok(out) = Command::new("iptables-save").args(["-t", "nat"]).output() else { return };
     let rules = String::from_utf8_lossy(&out.stdout);
     let marker = format!("dnat name: \\\"{TEST_NETWORK}\\\"");
@@ -242,6 +245,20 @@ fn clear_test_network() {
         _ => eprintln!("xtask: could not remove the stale port mappings of {TEST_NETWORK}"),
     }
     let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(TEST_NETWORK));
+}
+
+/// Forgets the tests' per-account networks of MANAGED tasks (every run makes
+/// new accounts, and a host gives out 256 account networks), with their
+/// address records; the bridges themselves are reused by number.
+fn clear_test_account_networks() {
+    let dir = Path::new("/var/lib/cni/networks");
+    let _ = std::fs::remove_file(dir.join(format!("{TEST_MANAGED_BRIDGE_PREFIX}-accounts.json")));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        let prefix = format!("berth-{TEST_MANAGED_BRIDGE_PREFIX}");
+        for e in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(&prefix)) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Kills what the tests' containers left running (containers and shims

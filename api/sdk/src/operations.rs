@@ -6,6 +6,7 @@
 use berth_api::Page;
 use berth_api::agent::*;
 use berth_api::auth::*;
+use berth_api::capacity::*;
 use berth_api::clusters::*;
 use berth_api::events::*;
 use berth_api::hosts::*;
@@ -125,6 +126,18 @@ operations! {
     // Quotas and rate limits.
     list_quotas = GET "/v1/quotas" () => ListQuotasResponse;
     list_rate_limits = GET "/v1/rate-limits" () => ListRateLimitsResponse;
+
+    // Managed capacity.
+    list_task_sizes = GET "/v1/capacity/sizes" () => ListTaskSizesResponse;
+    /// MANAGED vCPU-seconds and GiB-seconds in a window (the operator: of every account, with `all_accounts`).
+    get_usage = GET "/v1/usage" () query: UsageQuery, => UsageResponse;
+    create_capacity_pool = POST "/v1/capacity-pools" () body: CreateCapacityPoolRequest, => CapacityPool;
+    list_capacity_pools = GET "/v1/capacity-pools" () => ListCapacityPoolsResponse;
+    get_capacity_pool = GET "/v1/capacity-pools/{pool}" (pool) => CapacityPool;
+    list_pool_hosts = GET "/v1/capacity-pools/{pool}/hosts" (pool) query: Page, => ListHostsResponse;
+    update_pool_host_attributes = PUT "/v1/capacity-pools/{pool}/hosts/{host}/attributes" (pool, host) body: UpdateHostAttributesRequest, => Host;
+    drain_pool_host = POST "/v1/capacity-pools/{pool}/hosts/{host}/drain" (pool, host) => Host;
+    create_pool_registration_token = POST "/v1/capacity-pools/{pool}/registration-tokens" (pool) body: CreateRegistrationTokenRequest, => CreatedRegistrationToken;
 
     // Accounts (the operator's API).
     create_account = POST "/v1/accounts" () body: CreateAccountRequest, => Account;

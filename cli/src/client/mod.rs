@@ -3,6 +3,7 @@
 //! `~/.config/berth/credentials`, overridden by `BERTH_PROFILE`,
 //! `BERTH_ENDPOINT`, `BERTH_ACCESS_KEY_ID` and `BERTH_SECRET_ACCESS_KEY`.
 
+pub mod capacity;
 pub mod ecs;
 pub mod output;
 pub mod resources;
@@ -272,6 +273,21 @@ pub enum Command {
         #[command(subcommand)]
         cmd: resources::AccountsCmd,
     },
+    /// Capacity pools: the operator's shared hosts for MANAGED tasks.
+    #[command(name = "capacity-pools", alias = "pools")]
+    CapacityPools {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        cmd: capacity::PoolsCmd,
+    },
+    /// MANAGED usage: vCPU-seconds and GiB-seconds per task.
+    Usage {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        args: capacity::UsageArgs,
+    },
     /// Quotas: limits and usage.
     Quotas {
         #[command(flatten)]
@@ -319,6 +335,8 @@ pub async fn run(cmd: Command) -> ExitCode {
         Command::AccessKeys { client, cmd } => resources::access_keys(&client, cmd).await,
         Command::Accounts { client, cmd } => resources::accounts(&client, cmd).await,
         Command::Quotas { client, cmd } => resources::quotas(&client, cmd).await,
+        Command::CapacityPools { client, cmd } => capacity::pools(&client, cmd).await,
+        Command::Usage { client, args } => capacity::usage(&client, args).await,
         Command::Events { client, args } => streams::events(&client, args).await,
         Command::Logs { client, cluster, args } => streams::logs(&client, &cluster, args).await,
         Command::AuditEvents { client, args } => resources::audit(&client, args).await,

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use berth_api::capacity::LaunchType;
 use berth_api::hosts::{PlacementConstraint, PlacementStrategy};
 use berth_api::services::{
     ContainerChange, CreateServiceRequest, DeleteServiceQuery, DeploymentConfiguration, DeploymentState,
@@ -219,6 +220,10 @@ pub enum TasksCmd {
         /// Wait in PROVISIONING for capacity instead of failing.
         #[arg(long)]
         queue: bool,
+        /// Run on the operator's shared capacity (launch type MANAGED): the
+        /// definition's task-level cpu and memory are rounded up to an allowed size.
+        #[arg(long)]
+        managed: bool,
         #[command(flatten)]
         placement: PlacementArgs,
     },
@@ -373,7 +378,7 @@ pub async fn tasks(args: &ClientArgs, cl: &ClusterArg, cmd: TasksCmd) -> CliResu
     let c = args.connect()?;
     let (o, cluster) = (args.output, cl.cluster.as_str());
     match cmd {
-        TasksCmd::Run { task_definition, count, env, started_by, wait, timeout, queue, placement } => {
+        TasksCmd::Run { task_definition, count, env, started_by, wait, timeout, queue, managed, placement } => {
             let (placement_strategy, placement_constraints) = placement.parse()?;
             let req = RunTaskRequest {
                 task_definition,
@@ -385,6 +390,7 @@ pub async fn tasks(args: &ClientArgs, cl: &ClusterArg, cmd: TasksCmd) -> CliResu
                 placement_strategy,
                 placement_constraints,
                 queue,
+                launch_type: if managed { LaunchType::Managed } else { LaunchType::External },
             };
             let resp = c.run_task(cluster, &req).await?;
             for f in &resp.failures {
@@ -454,6 +460,9 @@ pub struct CreateServiceArgs {
     /// One task on every eligible host instead of a desired count.
     #[arg(long)]
     daemon: bool,
+    /// Run the service's tasks on the operator's shared capacity (launch type MANAGED).
+    #[arg(long, conflicts_with = "daemon")]
+    managed: bool,
     #[arg(long)]
     minimum_healthy_percent: Option<u32>,
     #[arg(long)]
@@ -680,6 +689,7 @@ pub async fn services(args: &ClientArgs, cl: &ClusterArg, cmd: ServicesCmd) -> C
                 task_definition: a.task_definition,
                 desired_count: a.desired_count,
                 scheduling_strategy: if a.daemon { SchedulingStrategy::Daemon } else { SchedulingStrategy::Replica },
+                launch_type: if a.managed { LaunchType::Managed } else { LaunchType::External },
                 placement_strategy,
                 placement_constraints,
                 deployment_configuration: Some(config),

@@ -17,10 +17,12 @@ pub struct AgentArgs {
     /// The control plane's URL.
     #[arg(long, env = "BERTH_SERVER")]
     pub server: String,
-    /// The cluster to join (the registration token decides; this names it in logs).
-    #[arg(long, env = "BERTH_CLUSTER")]
+    /// The cluster to join, or with `--pool` the operator's capacity pool (the
+    /// registration token decides; this names it in logs).
+    #[arg(long, visible_alias = "pool", env = "BERTH_CLUSTER")]
     pub cluster: String,
-    /// A registration token from `POST /v1/clusters/{cluster}/registration-tokens`.
+    /// A registration token from `POST /v1/clusters/{cluster}/registration-tokens`
+    /// (or `/v1/capacity-pools/{pool}/registration-tokens`).
     #[arg(long, env = "BERTH_REGISTRATION_TOKEN", hide_env_values = true)]
     pub registration_token: String,
     /// Where the agent keeps its identity, so a restart keeps the same host.

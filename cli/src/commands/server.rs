@@ -90,6 +90,9 @@ pub struct CommonServerArgs {
     /// Default quota limits, `name=limit,...` (docs/quotas.md lists the names and built-in defaults).
     #[arg(long, env = "BERTH_QUOTAS")]
     pub quotas: Option<String>,
+    /// The sizes MANAGED tasks are rounded up to, `cpu:memory,...` [default: Fargate's table, docs/managed-capacity.md].
+    #[arg(long, env = "BERTH_MANAGED_TASK_SIZES")]
+    pub managed_task_sizes: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -247,6 +250,11 @@ fn agent_settings(common: &CommonServerArgs, file: &FileConfig) -> anyhow::Resul
                 defaults.services.backoff_cap,
             ),
             ..defaults.services.clone()
+        },
+        managed_task_sizes: match common.managed_task_sizes.as_deref().or(file.managed_task_sizes.as_deref()) {
+            Some(s) => berth_control_plane::app::capacity::parse_task_sizes(s)
+                .map_err(|e| anyhow::anyhow!("--managed-task-sizes: {e}"))?,
+            None => defaults.managed_task_sizes.clone(),
         },
     };
     if settings.services.lease < settings.services.interval * 2 {

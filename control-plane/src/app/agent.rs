@@ -9,6 +9,7 @@ use berth_api::agent::{
     AgentTask, Assignment, AssignmentsResponse, HeartbeatRequest, HeartbeatResponse, HostPortBinding, TaskStatusReport,
     TaskStatusReportBatch, TaskStatusReportResponse,
 };
+use berth_api::capacity::LaunchType;
 use berth_api::hosts::HostStatus;
 use berth_api::quotas::QuotaName;
 use berth_api::task_definitions::{NetworkMode, RegisterTaskDefinitionRequest};
@@ -34,6 +35,8 @@ pub struct AgentSettings {
     pub idempotency_retention: Duration,
     /// The service scheduler's timings.
     pub services: super::service_scheduler::ServiceSchedulerSettings,
+    /// The sizes MANAGED tasks are rounded up to, smallest first.
+    pub managed_task_sizes: Vec<berth_api::capacity::TaskSize>,
 }
 
 impl Default for AgentSettings {
@@ -45,6 +48,7 @@ impl Default for AgentSettings {
             event_retention: Duration::from_secs(30 * 24 * 3600),
             idempotency_retention: Duration::from_secs(24 * 3600),
             services: Default::default(),
+            managed_task_sizes: super::capacity::default_task_sizes(),
         }
     }
 }
@@ -74,11 +78,13 @@ fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
 /// overrides applied, and which host port each mapping got.
 async fn agent_task(
     tx: &mut Tx,
-    scope: AccountScope,
     keyring: &crate::auth::keyring::Keyring,
     row: &TaskRow,
     definitions: &mut HashMap<uuid::Uuid, RegisterTaskDefinitionRequest>,
 ) -> AppResult<AgentTask> {
+    // A shared host's tasks belong to many accounts: each is read in its own.
+    let scope = AccountScope::new(berth_api::AccountId(row.account_id));
+    let launch_type = row.launch_type()?;
     let def = match definitions.entry(row.task_definition_id) {
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => {
@@ -88,11 +94,22 @@ async fn agent_task(
             e.insert(td.definition.0)
         }
     };
-    let containers = super::tasks::apply_overrides(&def.container_definitions, &row.overrides.0)?;
+    let mut containers = super::tasks::apply_overrides(&def.container_definitions, &row.overrides.0)?;
+    // The group's restart policy, on every container without its own.
+    if let Some(policy) = &def.restart_policy {
+        for c in containers.iter_mut().filter(|c| c.restart_policy.is_none()) {
+            c.restart_policy = Some(policy.clone());
+        }
+    }
+    let network_mode = match (launch_type, def.network_mode) {
+        // Never on a shared host: validation refuses it, and the agent would too.
+        (LaunchType::Managed, NetworkMode::Host) => NetworkMode::None,
+        (_, mode) => mode,
+    };
     let dynamic = row.placement.as_ref().map(|p| p.0.dynamic_host_ports.clone()).unwrap_or_default();
     let mut dynamic = dynamic.into_iter();
     let mut port_bindings = Vec::new();
-    for c in &containers {
+    for c in containers.iter().filter(|_| launch_type == LaunchType::External) {
         for m in &c.port_mappings {
             let host_port = match def.network_mode {
                 NetworkMode::None => continue,
@@ -114,7 +131,10 @@ async fn agent_task(
         task_definition: format!("{}:{}", row.family, row.revision),
         cpu: u32::try_from(row.cpu).unwrap_or(0),
         memory: u32::try_from(row.memory).unwrap_or(0),
-        network_mode: def.network_mode,
+        network_mode,
+        launch_type,
+        account_id: scope.account_id(),
+        volumes: def.volumes.clone(),
         containers,
         port_bindings,
         registry_credentials,
@@ -150,6 +170,9 @@ pub(crate) async fn stop_in_store(
     super::quotas::release(tx, scope, &super::quotas::held_by(row)).await?;
     if let Some(host) = row.host_id {
         store::hosts::release(tx, HostId(host), row_cpu(row), row_memory(row), &row.host_ports.0, now).await?;
+    }
+    if row.is_managed() {
+        store::usage::close(tx, row.id, now).await?;
     }
     store::events::append(
         tx,
@@ -198,7 +221,6 @@ impl App {
             }
             None => None,
         };
-        let scope = AccountScope::new(host.account_id);
         let mut tx = self.db().begin_write().await?;
         let status = store::hosts::heartbeat(&mut tx, host.host_id, store::now(), logs.as_ref())
             .await?
@@ -206,7 +228,7 @@ impl App {
         // Tell the agent what the control plane has given up on: tasks it
         // stopped (for example when the host was lost), or does not know here.
         let live: std::collections::HashSet<TaskId> =
-            store::tasks::live_on_host(&mut tx, scope, host.host_id).await?.into_iter().collect();
+            store::tasks::live_on_host(&mut tx, host.host_id).await?.into_iter().collect();
         let stop_tasks = req
             .observed
             .iter()
@@ -224,7 +246,7 @@ impl App {
                 })
             })
             .collect();
-        store::tasks::record_usage(&mut tx, scope, host.host_id, &usage).await?;
+        store::tasks::record_usage(&mut tx, host.host_id, &usage).await?;
         tx.commit().await?;
         Ok(HeartbeatResponse {
             host_status: HostStatus::parse(&status).unwrap_or(HostStatus::Active),
@@ -247,7 +269,6 @@ impl App {
         if wait > MAX_WAIT_SECONDS {
             return Err(AppError::bad_request(Some("wait"), format!("wait must be 0-{MAX_WAIT_SECONDS} seconds")));
         }
-        let scope = AccountScope::new(host.account_id);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
         // `answer`: reply even when there is nothing new (the deadline passed,
         // or the server is shutting down).
@@ -269,7 +290,7 @@ impl App {
             let mut assignments = Vec::with_capacity(rows.len());
             let ids: Vec<TaskId> = rows.iter().map(|a| TaskId(a.task_id)).collect();
             let tasks: HashMap<uuid::Uuid, TaskRow> =
-                store::tasks::get_many(&mut tx, scope, &ids).await?.into_iter().map(|t| (t.id, t)).collect();
+                store::tasks::on_host(&mut tx, host.host_id, &ids).await?.into_iter().map(|t| (t.id, t)).collect();
             let mut definitions = HashMap::new();
             for a in &rows {
                 // A task past its retention is gone; its change is skipped, and the cursor moves past it.
@@ -281,7 +302,7 @@ impl App {
                     task_id: TaskId(a.task_id),
                     desired_status: DesiredStatus::parse(&a.desired_status)
                         .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
-                    task: agent_task(&mut tx, scope, &self.auth().keyring, task, &mut definitions).await?,
+                    task: agent_task(&mut tx, &self.auth().keyring, task, &mut definitions).await?,
                 });
             }
             tx.rollback().await?;
@@ -337,7 +358,7 @@ impl App {
         let mut tx = self.db().begin_write().await?;
         let mut events = Vec::new();
         let result = report_in_tx(&mut tx, host, task_id, &report, &mut events).await?;
-        store::events::append_many(&mut tx, AccountScope::new(host.account_id), events, store::now()).await?;
+        append_task_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(result)
     }
@@ -368,7 +389,7 @@ impl App {
             };
             results.push((item.task_id, outcome));
         }
-        store::events::append_many(&mut tx, AccountScope::new(host.account_id), events, store::now()).await?;
+        append_task_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -395,11 +416,10 @@ impl App {
         for h in &lost {
             let scope = AccountScope::new(berth_api::AccountId(h.account_id));
             store::events::append(&mut tx, scope, "host.lost", &h.id.to_string(), json!({}), now).await?;
-            let filter = store::tasks::TaskFilter { host_id: Some(HostId(h.id)), ..Default::default() };
-            let tasks =
-                store::tasks::list(&mut tx, scope, berth_api::ClusterId(h.cluster_id), &filter, None, 100_000).await?;
-            for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
-                stop_in_store(&mut tx, scope, t, StopCode::HostLost, "the host stopped heartbeating").await?;
+            // A shared host's tasks are many accounts': each stops in its own.
+            for t in store::tasks::live_rows_on_host(&mut tx, HostId(h.id)).await? {
+                let scope = AccountScope::new(berth_api::AccountId(t.account_id));
+                stop_in_store(&mut tx, scope, &t, StopCode::HostLost, "the host stopped heartbeating").await?;
             }
         }
         tx.commit().await?;
@@ -430,7 +450,106 @@ impl App {
             placed +=
                 self.place_queued_in_cluster(AccountScope::new(berth_api::AccountId(account)), cluster, tasks).await?;
         }
+        placed += self.place_queued_managed().await?;
         Ok(placed)
+    }
+
+    /// Admits queued MANAGED tasks as the pools' capacity appears, fairly
+    /// between accounts: each task placed goes to the account with the least
+    /// MANAGED CPU running (then the oldest waiting task), so one tenant's
+    /// burst cannot keep another tenant's single task waiting behind it.
+    /// Within an account, oldest first: when its oldest does not fit, its
+    /// younger ones wait this round too.
+    async fn place_queued_managed(&self) -> AppResult<usize> {
+        const PER_ACCOUNT: u64 = 100;
+        let mut tx = self.db().begin_read().await?;
+        let now = store::now();
+        let mut queues = Vec::new();
+        for account in store::tasks::accounts_with_queued_managed(&mut tx).await? {
+            let scope = AccountScope::new(berth_api::AccountId(account));
+            let waiting: std::collections::VecDeque<TaskRow> =
+                store::tasks::queued_managed(&mut tx, scope, PER_ACCOUNT).await?.into();
+            let share = store::quotas::count(&mut tx, scope, QuotaName::ManagedCpu, now).await?;
+            queues.push((scope, waiting, share));
+        }
+        tx.rollback().await?;
+        let mut placed = 0;
+        loop {
+            let next = queues
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, waiting, share))| waiting.front().map(|t| ((*share, t.id), i)))
+                .min();
+            let Some((_, i)) = next else { break };
+            let Some(task) = queues[i].1.pop_front() else { break };
+            let scope = queues[i].0;
+            match self.place_one_managed(scope, &task).await? {
+                Some(true) => {
+                    queues[i].2 += task.cpu;
+                    placed += 1;
+                }
+                // No room for its oldest: the account waits for the next round.
+                Some(false) => queues[i].1.clear(),
+                // Stopped or placed meanwhile.
+                None => {}
+            }
+        }
+        Ok(placed)
+    }
+
+    /// One queued MANAGED task onto a pool: Some(true) placed, Some(false)
+    /// no room (or a quota, or a conflict: tried again next round), None gone.
+    async fn place_one_managed(&self, scope: AccountScope, task: &TaskRow) -> AppResult<Option<bool>> {
+        let mut tx = self.db().begin_write().await?;
+        let td =
+            store::task_definitions::get_by_id(&mut tx, scope, berth_api::TaskDefinitionId(task.task_definition_id))
+                .await?
+                .ok_or_else(|| AppError::Internal(format!("queued task {} lost its definition", task.id)))?;
+        let containers = super::tasks::apply_overrides(&td.definition.0.container_definitions, &task.overrides.0)?;
+        let needs = super::placement::needs_of(row_cpu(task), row_memory(task), NetworkMode::None, &containers);
+        let spec = super::placement::spec_from(&[], &[])?;
+        let (rows, plan) = super::tasks::place_managed(&mut tx, scope, &needs, 1, &spec).await?;
+        let Some(Ok(p)) = plan.tasks.into_iter().next() else { return Ok(Some(false)) };
+        let row = &rows[p.host_index];
+        let mut ledger =
+            super::quotas::Ledger::open(&mut tx, scope, self.quota_defaults(), &super::quotas::PLACEMENT_QUOTAS)
+                .await?;
+        let running = super::quotas::placed_task(task.cpu, task.memory, true);
+        if ledger.room(&running, 1).0 == 0 {
+            return Ok(Some(false));
+        }
+        ledger.take(&running, 1);
+        ledger.give_back(&[(QuotaName::PendingTasks, 1)], 1);
+        ledger.save(&mut tx, scope).await?;
+        let now = store::now();
+        if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &row.ports_used.0, now).await? {
+            return Ok(Some(false));
+        }
+        let decision = berth_api::hosts::PlacementDecision {
+            host_id: p.host,
+            strategy: Vec::new(),
+            constraints: Vec::new(),
+            hosts_considered: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+            dynamic_host_ports: Vec::new(),
+            decided_at: now,
+        };
+        if !store::tasks::assign_queued(&mut tx, scope, task.task_id(), task.version, (p.host, &decision, &[]), now)
+            .await?
+        {
+            return Ok(None);
+        }
+        store::assignments::append(&mut tx, scope, p.host, task.task_id(), DesiredStatus::Running, now).await?;
+        store::events::append(
+            &mut tx,
+            scope,
+            "task.state_changed",
+            &task.id.to_string(),
+            json!({"cluster": task.cluster_name, "last_status": "PENDING", "launch_type": "MANAGED", "from_queue": true}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(true))
     }
 
     async fn place_queued_in_cluster(
@@ -483,7 +602,7 @@ impl App {
                 &[QuotaName::RunningTasks, QuotaName::RunningCpu, QuotaName::RunningMemory, QuotaName::PendingTasks],
             )
             .await?;
-            let running = super::quotas::placed_task(task.cpu, task.memory);
+            let running = super::quotas::placed_task(task.cpu, task.memory, false);
             if ledger.room(&running, 1).0 == 0 {
                 break;
             }
@@ -551,6 +670,22 @@ impl App {
     }
 }
 
+/// Appends reports' events, each to its task's account, one statement per account.
+async fn append_task_events(tx: &mut Tx, events: Vec<(AccountScope, store::events::NewEvent)>) -> AppResult<()> {
+    let mut by_account: Vec<(AccountScope, Vec<store::events::NewEvent>)> = Vec::new();
+    for (scope, event) in events {
+        match by_account.iter_mut().find(|(s, _)| *s == scope) {
+            Some((_, list)) => list.push(event),
+            None => by_account.push((scope, vec![event])),
+        }
+    }
+    let now = store::now();
+    for (scope, list) in by_account {
+        store::events::append_many(tx, scope, list, now).await?;
+    }
+    Ok(())
+}
+
 /// One report inside the caller's transaction. Every check comes before the
 /// first write, so an error leaves the transaction as it was. The event for
 /// a transition is added to `events`, for the caller to append last.
@@ -559,7 +694,7 @@ async fn report_in_tx(
     host: &HostPrincipal,
     task_id: TaskId,
     report: &TaskStatusReport,
-    events: &mut Vec<store::events::NewEvent>,
+    events: &mut Vec<(AccountScope, store::events::NewEvent)>,
 ) -> AppResult<TaskStatusReportResponse> {
     if report.seq < 1 {
         return Err(AppError::validation("seq", "seq starts at 1 and increases with every report"));
@@ -567,11 +702,13 @@ async fn report_in_tx(
     if let Some(r) = &report.reason {
         validate::text("reason", r, 1024)?;
     }
-    let scope = AccountScope::new(host.account_id);
-    let row = store::tasks::get_any_cluster(tx, scope, task_id)
+    let row = store::tasks::on_host(tx, host.host_id, &[task_id])
         .await?
-        .filter(|t| t.host_id == Some(host.host_id.0))
+        .into_iter()
+        .next()
         .ok_or_else(|| AppError::not_found("task", task_id.to_string()))?;
+    // The task's own account, which on a shared host is not the host's.
+    let scope = AccountScope::new(berth_api::AccountId(row.account_id));
     let from = row.last_status()?;
     let desired = row.desired_status()?;
     if report.seq <= row.report_seq {
@@ -611,13 +748,29 @@ async fn report_in_tx(
         super::quotas::release(tx, scope, &super::quotas::held_by(&row)).await?;
         store::hosts::release(tx, host.host_id, row_cpu(&row), row_memory(&row), &row.host_ports.0, now).await?;
     }
+    let managed = row.is_managed();
+    if managed && to != from {
+        // The agent's time of the transition, within what the control plane knows to be possible.
+        let earliest = row.pending_at.unwrap_or(row.created_at);
+        let at = report.observed_at.map_or(now, |t| t.clamp(earliest, now));
+        if to == TaskStatus::Running {
+            store::usage::open(tx, &row, at).await?;
+        } else if to == TaskStatus::Stopped {
+            store::usage::close(tx, row.id, at).await?;
+        }
+    }
     if to != from {
-        events.push(store::events::NewEvent {
-            event_type: "task.state_changed",
-            resource_id: row.id.to_string(),
-            detail: json!({"cluster": row.cluster_name, "last_status": to.as_str(), "host_id": host.host_id.to_string(),
+        events.push((
+            scope,
+            store::events::NewEvent {
+                event_type: "task.state_changed",
+                resource_id: row.id.to_string(),
+                detail: json!({"cluster": row.cluster_name, "last_status": to.as_str(),
+                           // A MANAGED task's host is the operator's, not the tenant's to see.
+                           "host_id": (!managed).then(|| host.host_id.to_string()),
                            "stop_code": stop_code.map(|c| c.as_str()), "stopped_reason": reason}),
-        });
+            },
+        ));
     }
     let desired = if to == TaskStatus::Stopped { DesiredStatus::Stopped } else { desired };
     Ok(TaskStatusReportResponse { applied: true, desired_status: desired, last_status: to })

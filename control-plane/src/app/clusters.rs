@@ -52,7 +52,7 @@ impl App {
                 quotas::require(tx, scope, &defaults, &[(QuotaName::Clusters, 1)]).await?;
                 let now = store::now();
                 let id = ClusterId::generate();
-                let new = NewCluster { id, name: &req.name, tags: &req.tags, now };
+                let new = NewCluster { id, name: &req.name, tags: &req.tags, now, pool_priority: None };
                 let row = match store::clusters::insert(tx, scope, new).await {
                     Err(StoreError::UniqueViolation(_)) => {
                         return Err(AppError::AlreadyExists { kind: "cluster", name: req.name.clone(), field: "name" });

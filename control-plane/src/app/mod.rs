@@ -5,6 +5,7 @@ pub mod access_keys;
 pub mod accounts;
 pub mod agent;
 pub mod audit;
+pub mod capacity;
 pub mod clusters;
 mod error;
 pub mod events;

@@ -36,6 +36,8 @@ impl Default for QuotaDefaults {
             (QuotaName::RunningMemory, 16_000 * 1024),
             (QuotaName::TasksLaunchedPerMinute, 6000),
             (QuotaName::PendingTasks, 5000),
+            (QuotaName::ManagedCpu, 64 * 1024),
+            (QuotaName::ManagedMemory, 256 * 1024),
         ]))
     }
 }
@@ -64,10 +66,27 @@ impl QuotaDefaults {
 /// What one unit of something takes from quotas: a task placed on a host, a cluster, ...
 pub(crate) type Amounts = Vec<(QuotaName, i64)>;
 
-/// What a placed task counts against.
-pub(crate) fn placed_task(cpu: i64, memory: i64) -> Amounts {
-    vec![(QuotaName::RunningTasks, 1), (QuotaName::RunningCpu, cpu), (QuotaName::RunningMemory, memory)]
+/// What a placed task counts against: a MANAGED one also against the
+/// account's share of the operator's capacity.
+pub(crate) fn placed_task(cpu: i64, memory: i64, managed: bool) -> Amounts {
+    let mut amounts =
+        vec![(QuotaName::RunningTasks, 1), (QuotaName::RunningCpu, cpu), (QuotaName::RunningMemory, memory)];
+    if managed {
+        amounts.extend([(QuotaName::ManagedCpu, cpu), (QuotaName::ManagedMemory, memory)]);
+    }
+    amounts
 }
+
+/// Every quota a placement may take from.
+pub(crate) const PLACEMENT_QUOTAS: [QuotaName; 7] = [
+    QuotaName::TasksLaunchedPerMinute,
+    QuotaName::RunningTasks,
+    QuotaName::RunningCpu,
+    QuotaName::RunningMemory,
+    QuotaName::PendingTasks,
+    QuotaName::ManagedCpu,
+    QuotaName::ManagedMemory,
+];
 
 /// The account's counters for some quotas, locked for this transaction.
 pub(crate) struct Ledger {
@@ -182,7 +201,7 @@ pub(crate) async fn release(tx: &mut Tx, scope: AccountScope, per_unit: &[(Quota
 pub(crate) fn held_by(row: &TaskRow) -> Amounts {
     match row.last_status.as_str() {
         "PROVISIONING" => vec![(QuotaName::PendingTasks, 1)],
-        "PENDING" | "RUNNING" | "STOPPING" => placed_task(row.cpu, row.memory),
+        "PENDING" | "RUNNING" | "STOPPING" => placed_task(row.cpu, row.memory, row.is_managed()),
         _ => Vec::new(),
     }
 }
@@ -197,7 +216,7 @@ pub struct Drift {
 }
 
 /// Quotas kept as counters (the rest are computed when asked).
-const COUNTED: [QuotaName; 8] = [
+const COUNTED: [QuotaName; 10] = [
     QuotaName::Clusters,
     QuotaName::TaskDefinitionFamilies,
     QuotaName::Hosts,
@@ -206,6 +225,8 @@ const COUNTED: [QuotaName; 8] = [
     QuotaName::RunningMemory,
     QuotaName::PendingTasks,
     QuotaName::Services,
+    QuotaName::ManagedCpu,
+    QuotaName::ManagedMemory,
 ];
 
 impl App {

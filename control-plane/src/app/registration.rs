@@ -201,6 +201,10 @@ impl App {
         }
         super::quotas::require(&mut tx, scope, self.quota_defaults(), &[(berth_api::quotas::QuotaName::Hosts, 1)])
             .await?;
+        // A capacity pool's host runs every account's MANAGED tasks.
+        let shared = store::clusters::get_by_id(&mut tx, scope, ClusterId(token.cluster_id))
+            .await?
+            .is_some_and(|c| c.pool_priority.is_some());
         let host_id = HostId::generate();
         let secret = random_token(32);
         store::hosts::insert(
@@ -219,6 +223,7 @@ impl App {
                 port_range: (lo, hi),
                 attributes: &attributes,
                 agent_version: &req.agent_version,
+                shared,
                 now,
             },
         )

@@ -315,7 +315,12 @@ impl App {
 
         // The plan.
         let hosts = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
-        let draining: Vec<uuid::Uuid> = hosts.iter().filter(|h| h.status == "DRAINING").map(|h| h.id).collect();
+        let mut draining: Vec<uuid::Uuid> = hosts.iter().filter(|h| h.status == "DRAINING").map(|h| h.id).collect();
+        let launch_type = super::capacity::launch_type_of(&row.launch_type)?;
+        if launch_type == berth_api::capacity::LaunchType::Managed {
+            // The operator draining a pool's host moves MANAGED service tasks off it too.
+            draining.extend(store::hosts::draining_shared(tx).await?);
+        }
         let live: Vec<&TaskRow> = tasks.iter().filter(|t| t.last_status != "STOPPED").collect();
         let facts = live.iter().map(|t| facts(t, &draining)).collect::<AppResult<Vec<_>>>()?;
         let daemon_hosts = match strategy {
@@ -420,6 +425,8 @@ impl App {
                         queue: false,
                         service: Some((id, primary)),
                         only_host,
+                        launch_type,
+                        sizes: self.managed_task_sizes(),
                     },
                 )
                 .await?;

@@ -1,6 +1,7 @@
 //! Service operations: create, read, update (which may start a deployment),
 //! delete. The scheduler ([`super::service_scheduler`]) does the rest.
 
+use berth_api::capacity::LaunchType;
 use berth_api::quotas::QuotaName;
 use berth_api::services::{
     CreateServiceRequest, Deployment, DeploymentConfiguration, DeploymentState, ListDeploymentsResponse,
@@ -28,6 +29,21 @@ const MAX_GRACE_PERIOD_SECONDS: u32 = 7 * 24 * 3600;
 
 pub(crate) fn status_of(row: &ServiceRow) -> AppResult<ServiceStatus> {
     Ok(store::parse_column(&row.status, "services.status", ServiceStatus::parse)?)
+}
+
+/// Refuses a revision the service's launch type cannot run, before any task fails on it.
+fn launchable(
+    td: &TaskDefinitionRow,
+    launch_type: LaunchType,
+    strategy: &[berth_api::hosts::PlacementStrategy],
+    constraints: &[berth_api::hosts::PlacementConstraint],
+    sizes: &[berth_api::capacity::TaskSize],
+) -> AppResult<()> {
+    if launch_type == LaunchType::Managed {
+        let def = &td.definition.0;
+        super::capacity::check_managed(def, &def.container_definitions, strategy, constraints, sizes)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn strategy_of(row: &ServiceRow) -> AppResult<SchedulingStrategy> {
@@ -160,6 +176,7 @@ async fn to_wire(tx: &mut Tx, scope: AccountScope, row: ServiceRow) -> AppResult
         name: row.name,
         status: store::parse_column(&row.status, "services.status", ServiceStatus::parse)?,
         scheduling_strategy: strategy,
+        launch_type: super::capacity::launch_type_of(&row.launch_type)?,
         task_definition_id: TaskDefinitionId(row.task_definition_id),
         task_definition: format!("{}:{}", row.family, row.revision),
         desired_count: u32::try_from(row.desired_count).unwrap_or(0),
@@ -276,6 +293,12 @@ impl App {
         validate::tags("tags", &req.tags)?;
         let desired = validate_desired(req.scheduling_strategy, req.desired_count)?;
         validate_placement(req.scheduling_strategy, &req.placement_strategy, &req.placement_constraints)?;
+        if req.launch_type == LaunchType::Managed && req.scheduling_strategy == SchedulingStrategy::Daemon {
+            return Err(AppError::validation(
+                "scheduling_strategy",
+                "a MANAGED service is a REPLICA service: DAEMON places one task on each of the cluster's own hosts",
+            ));
+        }
         let config = req.deployment_configuration.unwrap_or_default();
         validate_configuration(&config)?;
         if req.health_check_grace_period_seconds > MAX_GRACE_PERIOD_SECONDS {
@@ -287,12 +310,15 @@ impl App {
         task_definitions::parse_reference("task_definition", &req.task_definition)?;
         let scope = principal.scope();
         let defaults = self.quota_defaults().clone();
+        let sizes = self.managed_task_sizes().to_vec();
         let (cluster, principal) = (cluster.to_owned(), principal.clone());
         self.write(scope, idem, move |tx| {
             Box::pin(async move {
                 let cluster = clusters::resolve(tx, scope, &cluster).await?;
                 authorize(&principal, Action::CreateService, Some(&cluster.name))?;
+                super::capacity::not_a_pool(&cluster)?;
                 let td = active_definition(tx, scope, &req.task_definition).await?;
+                launchable(&td, req.launch_type, &req.placement_strategy, &req.placement_constraints, &sizes)?;
                 quotas::require(tx, scope, &defaults, &[(QuotaName::Services, 1)]).await?;
                 let now = store::now();
                 let id = ServiceId::generate();
@@ -318,6 +344,7 @@ impl App {
                         tags: &req.tags,
                         primary_deployment_id: deployment,
                         now,
+                        launch_type: req.launch_type.as_str(),
                     },
                 )
                 .await;
@@ -496,6 +523,8 @@ impl App {
                     cause = Some("container_changes");
                     reason = Some(text);
                 }
+                let launch_type = super::capacity::launch_type_of(&row.launch_type)?;
+                launchable(&td, launch_type, &placement_strategy, &placement_constraints, app.managed_task_sizes())?;
                 if cause.is_none() && req.force_new_deployment {
                     cause = Some("force_new_deployment");
                     reason = Some("every task replaced with a new one of the same revision".into());

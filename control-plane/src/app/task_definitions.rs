@@ -33,6 +33,8 @@ pub(crate) fn to_wire(row: TaskDefinitionRow) -> AppResult<TaskDefinition> {
         cpu: def.cpu,
         memory: def.memory,
         network_mode: def.network_mode,
+        volumes: def.volumes,
+        restart_policy: def.restart_policy,
         tags: row.tags.0,
         registered_at: row.registered_at,
         deregistered_at: row.deregistered_at,
@@ -118,6 +120,29 @@ pub fn validate_definition(def: &RegisterTaskDefinitionRequest, limits: &Limits)
             ),
         ));
     }
+    let mut volumes = BTreeSet::new();
+    for (i, v) in def.volumes.iter().enumerate() {
+        validate::name(&format!("volumes[{i}].name"), &v.name)?;
+        if !volumes.insert(v.name.as_str()) {
+            return Err(AppError::validation(
+                format!("volumes[{i}].name"),
+                format!("volume {:?} is named twice", v.name),
+            ));
+        }
+        if let Some(host) = &v.host
+            && (!host.source_path.starts_with('/') || host.source_path.contains('\0') || host.source_path.len() > 4096)
+        {
+            return Err(AppError::validation(
+                format!("volumes[{i}].host.source_path"),
+                "source_path must be an absolute path on the host",
+            ));
+        }
+    }
+    if let Some(policy) = &def.restart_policy
+        && policy.max_restarts.is_some_and(|m| m > 1000)
+    {
+        return Err(AppError::validation("restart_policy.max_restarts", "max_restarts must be 0-1000"));
+    }
     let names: BTreeSet<&str> = containers.iter().map(|c| c.name.as_str()).collect();
     let mut seen = BTreeSet::new();
     let mut host_ports = BTreeSet::new();
@@ -128,6 +153,35 @@ pub fn validate_definition(def: &RegisterTaskDefinitionRequest, limits: &Limits)
             return Err(AppError::validation(at("name"), format!("container name {:?} is used twice", c.name)));
         }
         validate_container(c, def, &names, &mut host_ports, &at)?;
+        for (j, m) in c.mount_points.iter().enumerate() {
+            let field = at(&format!("mount_points[{j}]"));
+            if !volumes.contains(m.source_volume.as_str()) {
+                return Err(AppError::validation(
+                    format!("{field}.source_volume"),
+                    format!("the task definition has no volume named {:?}", m.source_volume),
+                ));
+            }
+            if !m.container_path.starts_with('/') || m.container_path == "/" || m.container_path.contains('\0') {
+                return Err(AppError::validation(
+                    format!("{field}.container_path"),
+                    "container_path must be an absolute path other than /",
+                ));
+            }
+        }
+        if let Some(caps) = c.linux_parameters.as_ref().and_then(|l| l.capabilities.as_ref()) {
+            for (list, names) in [("add", &caps.add), ("drop", &caps.drop)] {
+                if let Some((j, bad)) = names
+                    .iter()
+                    .enumerate()
+                    .find(|(_, n)| !berth_api::task_definitions::LINUX_CAPABILITIES.contains(&n.as_str()))
+                {
+                    return Err(AppError::validation(
+                        at(&format!("linux_parameters.capabilities.{list}[{j}]")),
+                        format!("{bad:?} is not a Linux capability (write it without CAP_, e.g. NET_ADMIN)"),
+                    ));
+                }
+            }
+        }
     }
     if !containers.iter().any(|c| c.essential) {
         return Err(AppError::validation("container_definitions", "at least one container must be essential"));

@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use berth_api::capacity::{LaunchType, TaskSize};
 use berth_api::hosts::{PlacementConstraint, PlacementDecision, PlacementStrategy};
-use berth_api::task_definitions::ContainerDefinition;
+use berth_api::task_definitions::{ContainerDefinition, NetworkMode};
 use berth_api::tasks::{
     ContainerState, DesiredStatus, Failure, ListTasksQuery, ListTasksResponse, RunTaskRequest, RunTaskResponse,
     StopCode, StopTaskRequest, Task, TaskOverrides, TaskStatus,
@@ -13,8 +14,8 @@ use serde_json::json;
 
 use super::paging::{self, PageRequest};
 use super::{
-    App, AppError, AppResult, IdempotencyRequest, Written, check_version, clusters, lifecycle, placement, quotas,
-    task_definitions, validate,
+    App, AppError, AppResult, IdempotencyRequest, Written, capacity, check_version, clusters, lifecycle, placement,
+    quotas, task_definitions, validate,
 };
 use crate::auth::Principal;
 use crate::auth::policy::{Action, authorize};
@@ -39,9 +40,11 @@ async fn run_in_tx(
     revision: Option<i64>,
     req: &RunTaskRequest,
     defaults: &quotas::QuotaDefaults,
+    sizes: &[TaskSize],
 ) -> AppResult<RunTaskResponse> {
     let cluster = clusters::resolve(tx, scope, cluster).await?;
     authorize(principal, Action::RunTask, Some(&cluster.name))?;
+    capacity::not_a_pool(&cluster)?;
     // Placements in one cluster queue here. The default spread sends every
     // concurrent RunTask to the same least-loaded hosts, so without the lock
     // about half of them conflicted at the reservation and planned again; the
@@ -71,6 +74,8 @@ async fn run_in_tx(
             queue: req.queue,
             service: None,
             only_host: None,
+            launch_type: req.launch_type,
+            sizes,
         },
     )
     .await?;
@@ -99,6 +104,9 @@ pub(crate) struct Launch<'a> {
     pub service: Option<(ServiceId, DeploymentId)>,
     /// Place only on this host (a daemon service fills hosts one by one).
     pub only_host: Option<HostId>,
+    pub launch_type: LaunchType,
+    /// The sizes MANAGED tasks are rounded up to.
+    pub sizes: &'a [TaskSize],
 }
 
 /// What a launch started and what it could not.
@@ -123,11 +131,32 @@ pub(crate) async fn launch_in_tx(
     defaults: &quotas::QuotaDefaults,
     launch: Launch<'_>,
 ) -> AppResult<Launched> {
-    let Launch { cluster, td, count, overrides, started_by, tags, strategy, constraints, queue, service, only_host } =
-        launch;
+    let Launch {
+        cluster,
+        td,
+        count,
+        overrides,
+        started_by,
+        tags,
+        strategy,
+        constraints,
+        queue,
+        service,
+        only_host,
+        launch_type,
+        sizes,
+    } = launch;
     let def = &td.definition.0;
     let containers = apply_overrides(&def.container_definitions, overrides)?;
-    let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
+    let managed = launch_type == LaunchType::Managed;
+    let (cpu, memory, requested) = if managed {
+        let size = capacity::check_managed(def, &containers, strategy, constraints, sizes)?;
+        let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
+        (size.cpu, size.memory, Some(TaskSize { cpu, memory }))
+    } else {
+        let (cpu, memory) = task_resources(def.cpu, def.memory, &containers);
+        (cpu, memory, None)
+    };
     let states: Vec<ContainerState> = containers
         .iter()
         .map(|c| ContainerState {
@@ -144,43 +173,38 @@ pub(crate) async fn launch_in_tx(
         .collect();
 
     let spec = placement::spec_from(strategy, constraints)?;
-    let needs = placement::needs_of(cpu, memory, def.network_mode, &containers);
-    let mut host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
-    if let Some(only) = only_host {
-        host_rows.retain(|h| h.id == only.0);
-    }
-    let counts = if spec.uses_group_counts() {
-        store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?
+    // A MANAGED task takes no host ports: it is reached at its own address.
+    let network_mode = if managed { NetworkMode::None } else { def.network_mode };
+    let needs = placement::needs_of(cpu, memory, network_mode, &containers);
+    let (host_rows, plan) = if managed {
+        place_managed(tx, scope, &needs, count, &spec).await?
     } else {
-        Vec::new()
+        let mut host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
+        if let Some(only) = only_host {
+            host_rows.retain(|h| h.id == only.0);
+        }
+        let counts = if spec.uses_group_counts() {
+            store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?
+        } else {
+            Vec::new()
+        };
+        let hosts = placement::engine_hosts(&host_rows);
+        let plan = berth_placement::place(
+            &hosts,
+            &placement::group_counts(&host_rows, &counts),
+            &needs,
+            count as usize,
+            &spec,
+            placement::seed(),
+        );
+        (host_rows, plan)
     };
-    let hosts = placement::engine_hosts(&host_rows);
-    let plan = berth_placement::place(
-        &hosts,
-        &placement::group_counts(&host_rows, &counts),
-        &needs,
-        count as usize,
-        &spec,
-        placement::seed(),
-    );
 
     let now = store::now();
-    let mut ledger = quotas::Ledger::open(
-        tx,
-        scope,
-        defaults,
-        &[
-            QuotaName::TasksLaunchedPerMinute,
-            QuotaName::RunningTasks,
-            QuotaName::RunningCpu,
-            QuotaName::RunningMemory,
-            QuotaName::PendingTasks,
-        ],
-    )
-    .await?;
+    let mut ledger = quotas::Ledger::open(tx, scope, defaults, &quotas::PLACEMENT_QUOTAS).await?;
     let launched = [(QuotaName::TasksLaunchedPerMinute, 1)];
     let placed_amounts: Vec<_> =
-        launched.iter().copied().chain(quotas::placed_task(i64::from(cpu), i64::from(memory))).collect();
+        launched.iter().copied().chain(quotas::placed_task(i64::from(cpu), i64::from(memory), managed)).collect();
     let queued_amounts: Vec<_> = launched.iter().copied().chain([(QuotaName::PendingTasks, 1)]).collect();
     let mut failures = Vec::new();
     let mut unplaced_tasks = Vec::new();
@@ -261,7 +285,7 @@ pub(crate) async fn launch_in_tx(
                         host_id: p.host,
                         strategy: strategy.to_vec(),
                         constraints: constraints.to_vec(),
-                        hosts_considered: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
+                        hosts_considered: u32::try_from(host_rows.len()).unwrap_or(u32::MAX),
                         dynamic_host_ports: p.dynamic_ports.clone(),
                         decided_at: now,
                     },
@@ -293,6 +317,8 @@ pub(crate) async fn launch_in_tx(
             queued: placed.is_none(),
             placement_spec: Some(&spec_record),
             service,
+            launch_type,
+            requested,
         })
         .collect();
     store::tasks::insert_many(tx, scope, &news).await?;
@@ -314,14 +340,66 @@ pub(crate) async fn launch_in_tx(
                            "desired_status": "RUNNING",
                            "task_definition": format!("{}:{}", td.family, td.revision),
                            "service_id": service.map(|(s, _)| s.to_string()),
-                           "host_id": placed.as_ref().map(|p| p.0.to_string())}),
+                           "launch_type": launch_type.as_str(),
+                           // A MANAGED task's host is the operator's, not shown to the tenant.
+                           "host_id": placed.as_ref().filter(|_| !managed).map(|p| p.0.to_string())}),
         })
         .collect();
     store::events::append_many(tx, scope, events, now).await?;
     Ok(Launched { tasks: ids, failures, unplaced: unplaced_tasks, quota_refusal: first_refusal })
 }
 
+/// Plans MANAGED tasks over the capacity pools in the operator's order:
+/// the first pool that fits them all takes them; when none does, the one
+/// that fits the most (the rest are failures, or queue). Each pool tried is
+/// locked for placement, always in the same order, so concurrent MANAGED
+/// launches of all accounts queue there rather than conflict.
+pub(crate) async fn place_managed(
+    tx: &mut Tx,
+    scope: AccountScope,
+    needs: &berth_placement::TaskNeeds,
+    count: u32,
+    spec: &berth_placement::Spec,
+) -> AppResult<(Vec<store::hosts::HostRow>, berth_placement::Plan)> {
+    let mut best: Option<(Vec<store::hosts::HostRow>, berth_placement::Plan)> = None;
+    for pool in store::clusters::pools(tx).await? {
+        store::clusters::lock_for_placement(
+            tx,
+            AccountScope::new(berth_api::AccountId(pool.account_id)),
+            pool.cluster_id(),
+        )
+        .await?;
+        let rows = store::hosts::of_pool(tx, pool.cluster_id()).await?;
+        // Spread by host over the account's own tasks: one tenant's tasks
+        // spread out, whatever other tenants run.
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|h| h.id).collect();
+        let counts = store::tasks::account_counts_by_host(tx, scope, &ids).await?;
+        let hosts = placement::engine_hosts(&rows);
+        let plan = berth_placement::place(
+            &hosts,
+            &placement::group_counts(&rows, &counts),
+            needs,
+            count as usize,
+            spec,
+            placement::seed(),
+        );
+        let placed = plan.tasks.iter().filter(|t| t.is_ok()).count();
+        if placed == count as usize {
+            return Ok((rows, plan));
+        }
+        if best.as_ref().is_none_or(|(_, b)| b.tasks.iter().filter(|t| t.is_ok()).count() < placed) {
+            best = Some((rows, plan));
+        }
+    }
+    Ok(best.unwrap_or_else(|| {
+        let plan = berth_placement::place(&[], &[], needs, count as usize, spec, 0);
+        (Vec::new(), plan)
+    }))
+}
+
 pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
+    let launch_type = row.launch_type()?;
+    let managed = launch_type == LaunchType::Managed;
     Ok(Task {
         id: row.task_id(),
         cluster_id: berth_api::ClusterId(row.cluster_id),
@@ -330,7 +408,15 @@ pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
         desired_status: row.desired_status()?,
         last_status: row.last_status()?,
         stop_code: row.stop_code()?,
-        host_id: row.host_id.map(berth_api::HostId),
+        host_id: row.host_id.filter(|_| !managed).map(berth_api::HostId),
+        launch_type,
+        requested_size: match (row.requested_cpu, row.requested_memory) {
+            (Some(cpu), Some(memory)) => Some(TaskSize {
+                cpu: u32::try_from(cpu).unwrap_or(u32::MAX),
+                memory: u32::try_from(memory).unwrap_or(u32::MAX),
+            }),
+            _ => None,
+        },
         cluster: row.cluster_name,
         started_by: row.started_by,
         service_id: row.service_id.map(ServiceId),
@@ -342,7 +428,7 @@ pub(crate) fn to_wire(row: TaskRow) -> AppResult<Task> {
         cpu: u32::try_from(row.cpu).unwrap_or(u32::MAX),
         memory: u32::try_from(row.memory).unwrap_or(u32::MAX),
         stopped_reason: row.stopped_reason,
-        placement: row.placement.map(|p| p.0),
+        placement: row.placement.filter(|_| !managed).map(|p| p.0),
         tags: row.tags.0,
         created_at: row.created_at,
         pending_at: row.pending_at,
@@ -508,10 +594,11 @@ impl App {
             let (cluster, principal, req, family) =
                 (cluster.to_owned(), principal.clone(), req.clone(), family.clone());
             let defaults = self.quota_defaults().clone();
+            let sizes = self.managed_task_sizes().to_vec();
             let result = self
                 .write(scope, idem, move |tx| {
                     Box::pin(async move {
-                        run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, &defaults).await
+                        run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, &defaults, &sizes).await
                     })
                 })
                 .await;

@@ -60,6 +60,9 @@ pub enum Action {
     ReadRegistryCredential,
     UpdateRegistryCredential,
     DeleteRegistryCredential,
+    /// Capacity pools and their hosts, every account's usage.
+    ManageCapacity,
+    ReadUsage,
 }
 
 impl Action {
@@ -80,6 +83,7 @@ impl Action {
                 | SimulatePlacement
                 | ReadQuotas
                 | ReadRegistryCredential
+                | ReadUsage
         )
     }
 
@@ -108,7 +112,8 @@ impl Action {
             | DeregisterTaskDefinition
             | DeleteTaskDefinition
             | ReadEvents
-            | ReadQuotas => Area::Workload,
+            | ReadQuotas
+            | ReadUsage => Area::Workload,
             CreateAccessKey
             | ReadAccessKey
             | UpdateAccessKey
@@ -118,7 +123,7 @@ impl Action {
             | ReadRegistryCredential
             | UpdateRegistryCredential
             | DeleteRegistryCredential => Area::Security,
-            CreateAccount | ReadAccount | UpdateAccount => Area::Accounts,
+            CreateAccount | ReadAccount | UpdateAccount | ManageCapacity => Area::Accounts,
             CreateSession => Area::Session,
         }
     }

@@ -39,6 +39,7 @@ pub struct AppState {
         (name = "services", description = "Desired counts of tasks kept running, deployed revision by revision"),
         (name = "events", description = "The account's event log"),
         (name = "hosts", description = "Hosts registered by agents, and placement"),
+        (name = "capacity", description = "Managed capacity: the operator's pools, task sizes and usage"),
         (name = "accounts", description = "Tenant accounts (the operator's API)"),
         (name = "access-keys", description = "Access keys for SigV4 signing"),
         (name = "registry-credentials", description = "Secrets for pulling from private registries"),
@@ -55,8 +56,8 @@ struct ApiDoc;
 
 fn api_routes() -> OpenApiRouter<AppState> {
     use handlers::{
-        access_keys, accounts, audit, clusters, events, hosts, registration_tokens, registry_credentials, services,
-        sessions, task_definitions, tasks,
+        access_keys, accounts, audit, capacity, clusters, events, hosts, registration_tokens, registry_credentials,
+        services, sessions, task_definitions, tasks,
     };
     OpenApiRouter::new()
         .routes(routes!(accounts::create, accounts::list))
@@ -102,6 +103,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(services::deployments))
         .routes(routes!(events::list))
         .routes(routes!(events::stream))
+        .routes(routes!(capacity::create, capacity::list))
+        .routes(routes!(capacity::get))
+        .routes(routes!(capacity::list_hosts))
+        .routes(routes!(capacity::host_attributes))
+        .routes(routes!(capacity::drain_host))
+        .routes(routes!(capacity::create_registration_token))
+        .routes(routes!(capacity::sizes))
+        .routes(routes!(capacity::usage))
 }
 
 /// Routes for host agents, authenticated by host credential.

@@ -59,7 +59,7 @@ pub async fn append_for_hosts(
         .table(Hosts::Table)
         .value(Hosts::AssignmentSeq, Expr::col(Hosts::AssignmentSeq).add(bump))
         .and_where(Expr::col(Hosts::Id).is_in(changes.keys().map(|h| h.0)))
-        .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
+        .cond_where(super::hosts::usable_by(scope))
         .returning(Query::returning().columns([Hosts::Id, Hosts::AssignmentSeq]))
         .to_owned();
     let ends: Vec<Seq> = tx.fetch_all(&stmt).await?;

@@ -20,6 +20,8 @@ pub struct ClusterRow {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub version: i64,
+    /// Set for a capacity pool (the operator's, for MANAGED tasks): lower is tried first.
+    pub pool_priority: Option<i64>,
     /// Tasks of the cluster that are not STOPPED.
     pub active_tasks_count: i64,
 }
@@ -35,9 +37,10 @@ pub struct NewCluster<'a> {
     pub name: &'a str,
     pub tags: &'a Tags,
     pub now: OffsetDateTime,
+    pub pool_priority: Option<i64>,
 }
 
-const COLUMNS: [Clusters; 8] = [
+const COLUMNS: [Clusters; 9] = [
     Clusters::Id,
     Clusters::AccountId,
     Clusters::Name,
@@ -46,6 +49,7 @@ const COLUMNS: [Clusters; 8] = [
     Clusters::CreatedAt,
     Clusters::UpdatedAt,
     Clusters::Version,
+    Clusters::PoolPriority,
 ];
 
 /// Selects clusters with their active task count, limited to the scope.
@@ -77,6 +81,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewCluster<'_>) -> St
             new.now.into(),
             new.now.into(),
             1i64.into(),
+            new.pool_priority.into(),
         ])
         .to_owned();
     tx.execute(&stmt).await?;
@@ -93,7 +98,27 @@ pub async fn get_by_name(tx: &mut Tx, scope: AccountScope, name: &str) -> StoreR
     tx.fetch_optional(&stmt).await
 }
 
-/// Clusters in id (creation) order, after `after` when given.
+/// The capacity pools (clusters of the operator's account), in the order
+/// MANAGED placement tries them: by priority, then age.
+pub async fn pools(tx: &mut Tx) -> StoreResult<Vec<ClusterRow>> {
+    let stmt = Query::select()
+        .columns(COLUMNS)
+        .expr_as(
+            Expr::cust(
+                "(SELECT COUNT(*) FROM tasks WHERE tasks.host_id IN                  (SELECT id FROM hosts WHERE hosts.cluster_id = clusters.id) AND tasks.last_status <> 'STOPPED')",
+            ),
+            Alias::new("active_tasks_count"),
+        )
+        .from(Clusters::Table)
+        .and_where(Expr::col(Clusters::PoolPriority).is_not_null())
+        .order_by(Clusters::PoolPriority, Order::Asc)
+        .order_by(Clusters::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Clusters in id (creation) order, after `after` when given; capacity
+/// pools are listed as pools, not here.
 pub async fn list(
     tx: &mut Tx,
     scope: AccountScope,
@@ -102,6 +127,7 @@ pub async fn list(
     limit: u64,
 ) -> StoreResult<Vec<ClusterRow>> {
     let mut stmt = select(scope);
+    stmt.and_where(Expr::col(Clusters::PoolPriority).is_null());
     if let Some(names) = only {
         stmt.and_where(Expr::col(Clusters::Name).is_in(names.iter().map(String::as_str)));
     }

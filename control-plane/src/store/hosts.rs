@@ -37,6 +37,8 @@ pub struct HostRow {
     pub last_heartbeat_at: Option<OffsetDateTime>,
     pub assignment_seq: i64,
     pub assignment_acked: i64,
+    /// A capacity pool's host: it runs MANAGED tasks of every account.
+    pub shared: bool,
 }
 
 impl HostRow {
@@ -45,7 +47,7 @@ impl HostRow {
     }
 }
 
-const COLUMNS: [Hosts; 22] = [
+const COLUMNS: [Hosts; 23] = [
     Hosts::Id,
     Hosts::AccountId,
     Hosts::ClusterId,
@@ -68,7 +70,15 @@ const COLUMNS: [Hosts; 22] = [
     Hosts::LastHeartbeatAt,
     Hosts::AssignmentSeq,
     Hosts::AssignmentAcked,
+    Hosts::Shared,
 ];
+
+/// The hosts an account's tasks may be on: its own, and the capacity pools'
+/// shared hosts (which it reaches through its MANAGED tasks only, never by
+/// listing or naming them).
+pub fn usable_by(scope: AccountScope) -> sea_query::Condition {
+    sea_query::Condition::any().add(Expr::col(Hosts::AccountId).eq(scope.uuid())).add(Expr::col(Hosts::Shared).eq(true))
+}
 
 fn select() -> SelectStatement {
     Query::select().columns(COLUMNS).from(Hosts::Table).to_owned()
@@ -87,6 +97,7 @@ pub struct NewHost<'a> {
     pub port_range: (u16, u16),
     pub attributes: &'a BTreeMap<String, String>,
     pub agent_version: &'a str,
+    pub shared: bool,
     pub now: OffsetDateTime,
 }
 
@@ -116,6 +127,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewHost<'_>) -> Store
             Hosts::Attributes,
             Hosts::AgentVersion,
             Hosts::LastHeartbeatAt,
+            Hosts::Shared,
         ])
         .values_panic([
             new.id.0.into(),
@@ -140,6 +152,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewHost<'_>) -> Store
             serde_json::to_value(new.attributes).unwrap_or_default().into(),
             new.agent_version.into(),
             new.now.into(),
+            new.shared.into(),
         ])
         .to_owned();
     tx.execute(&stmt).await?;
@@ -201,6 +214,33 @@ pub async fn list(
     }
     stmt.order_by(Hosts::Id, Order::Asc).limit(limit);
     tx.fetch_all(&stmt).await
+}
+
+/// Every host of a capacity pool that placement should consider: the
+/// operator's, for any account's MANAGED tasks.
+pub async fn of_pool(tx: &mut Tx, pool: ClusterId) -> StoreResult<Vec<HostRow>> {
+    let stmt = select()
+        .and_where(Expr::col(Hosts::Shared).eq(true))
+        .and_where(Expr::col(Hosts::ClusterId).eq(pool.0))
+        .and_where(Expr::col(Hosts::Status).ne("DEREGISTERED"))
+        .order_by(Hosts::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Shared hosts being drained (MANAGED service tasks move off them).
+pub async fn draining_shared(tx: &mut Tx) -> StoreResult<Vec<Uuid>> {
+    #[derive(FromRow)]
+    struct Row {
+        id: Uuid,
+    }
+    let stmt = Query::select()
+        .column(Hosts::Id)
+        .from(Hosts::Table)
+        .and_where(Expr::col(Hosts::Shared).eq(true))
+        .and_where(Expr::col(Hosts::Status).eq("DRAINING"))
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| r.id).collect())
 }
 
 /// Every host of the cluster that placement should consider (all but deregistered).
@@ -428,7 +468,7 @@ pub async fn logs_endpoint(tx: &mut Tx, scope: AccountScope, id: HostId) -> Stor
     let stmt = Query::select()
         .columns([Hosts::LogsUrl, Hosts::LogsTokenKeyId, Hosts::LogsTokenCiphertext])
         .from(Hosts::Table)
-        .and_where(Expr::col(Hosts::AccountId).eq(scope.account_id().0))
+        .cond_where(usable_by(scope))
         .and_where(Expr::col(Hosts::Id).eq(id.0))
         .to_owned();
     let row: Option<Row> = tx.fetch_optional(&stmt).await?;

@@ -79,6 +79,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0011_services.sql"),
         include_str!("../../../migrations/sqlite/0011_services.sql"),
     ),
+    (
+        12,
+        "managed_capacity",
+        include_str!("../../../migrations/postgres/0012_managed_capacity.sql"),
+        include_str!("../../../migrations/sqlite/0012_managed_capacity.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.

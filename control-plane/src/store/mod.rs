@@ -27,6 +27,7 @@ pub mod services;
 pub mod signing_keys;
 pub mod task_definitions;
 pub mod tasks;
+pub mod usage;
 pub mod wakeups;
 
 use std::str::FromStr;

@@ -206,6 +206,15 @@ pub async fn count(tx: &mut Tx, scope: AccountScope, name: QuotaName, now: Offse
         QuotaName::RunningMemory => {
             (Query::select().from(Tasks::Table).and_where(account()).and_where(placed()).to_owned(), "SUM(memory)")
         }
+        QuotaName::ManagedCpu | QuotaName::ManagedMemory => (
+            Query::select()
+                .from(Tasks::Table)
+                .and_where(account())
+                .and_where(placed())
+                .and_where(Expr::col(Tasks::LaunchType).eq("MANAGED"))
+                .to_owned(),
+            if name == QuotaName::ManagedCpu { "SUM(cpu)" } else { "SUM(memory)" },
+        ),
         QuotaName::TasksLaunchedPerMinute => (
             Query::select()
                 .from(Tasks::Table)

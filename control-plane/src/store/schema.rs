@@ -27,6 +27,7 @@ pub enum Clusters {
     CreatedAt,
     UpdatedAt,
     Version,
+    PoolPriority,
 }
 
 #[derive(Iden, Clone, Copy)]
@@ -91,6 +92,9 @@ pub enum Tasks {
     ServiceId,
     DeploymentId,
     ServiceCounted,
+    LaunchType,
+    RequestedCpu,
+    RequestedMemory,
 }
 
 #[derive(Iden, Clone, Copy)]
@@ -119,6 +123,7 @@ pub enum Services {
     CreatedAt,
     UpdatedAt,
     Version,
+    LaunchType,
 }
 
 #[derive(Iden, Clone, Copy)]
@@ -286,6 +291,7 @@ pub enum Hosts {
     LogsUrl,
     LogsTokenKeyId,
     LogsTokenCiphertext,
+    Shared,
 }
 
 #[derive(Iden, Clone, Copy)]
@@ -326,4 +332,17 @@ pub enum RegistryCredentials {
     CreatedAt,
     UpdatedAt,
     Version,
+}
+
+#[derive(Iden, Clone, Copy)]
+pub enum ManagedUsage {
+    Table,
+    TaskId,
+    AccountId,
+    ClusterName,
+    TaskDefinition,
+    Cpu,
+    Memory,
+    StartedAt,
+    StoppedAt,
 }

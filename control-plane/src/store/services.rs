@@ -38,6 +38,7 @@ pub struct ServiceRow {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub version: i64,
+    pub launch_type: String,
 }
 
 impl ServiceRow {
@@ -80,7 +81,7 @@ impl DeploymentRow {
     }
 }
 
-const SERVICE_COLUMNS: [Services; 23] = [
+const SERVICE_COLUMNS: [Services; 24] = [
     Services::Id,
     Services::AccountId,
     Services::ClusterId,
@@ -104,6 +105,7 @@ const SERVICE_COLUMNS: [Services; 23] = [
     Services::CreatedAt,
     Services::UpdatedAt,
     Services::Version,
+    Services::LaunchType,
 ];
 
 const DEPLOYMENT_COLUMNS: [Deployments; 15] = [
@@ -153,6 +155,7 @@ pub struct NewService<'a> {
     pub tags: &'a Tags,
     pub primary_deployment_id: DeploymentId,
     pub now: OffsetDateTime,
+    pub launch_type: &'static str,
 }
 
 pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewService<'_>) -> StoreResult<()> {
@@ -183,6 +186,7 @@ pub async fn insert(tx: &mut Tx, scope: AccountScope, new: NewService<'_>) -> St
             new.now.into(),
             new.now.into(),
             1i64.into(),
+            new.launch_type.into(),
         ])
         .to_owned();
     tx.execute(&stmt).await?;

@@ -1,5 +1,6 @@
 //! Tasks.
 
+use berth_api::capacity::LaunchType;
 use berth_api::tasks::{ContainerState, DesiredStatus, StopCode, TaskOverrides, TaskStatus};
 use berth_api::{ClusterId, DeploymentId, HostId, ServiceId, Tags, TaskDefinitionId, TaskId};
 use sea_query::{Alias, Expr, ExprTrait, Func, Order, Query, SelectStatement, UpdateStatement};
@@ -48,6 +49,9 @@ pub struct TaskRow {
     pub deployment_id: Option<Uuid>,
     /// A stopped service task whose stop the scheduler has accounted for.
     pub service_counted: bool,
+    pub launch_type: String,
+    pub requested_cpu: Option<i64>,
+    pub requested_memory: Option<i64>,
 }
 
 impl TaskRow {
@@ -59,6 +63,12 @@ impl TaskRow {
     }
     pub fn desired_status(&self) -> StoreResult<DesiredStatus> {
         super::parse_column(&self.desired_status, "tasks.desired_status", DesiredStatus::parse)
+    }
+    pub fn launch_type(&self) -> StoreResult<LaunchType> {
+        super::parse_column(&self.launch_type, "tasks.launch_type", LaunchType::parse)
+    }
+    pub fn is_managed(&self) -> bool {
+        self.launch_type == LaunchType::Managed.as_str()
     }
     pub fn stop_code(&self) -> StoreResult<Option<StopCode>> {
         self.stop_code.as_deref().map(|s| super::parse_column(s, "tasks.stop_code", StopCode::parse)).transpose()
@@ -86,6 +96,9 @@ pub struct NewTask<'a> {
     pub placement_spec: Option<&'a PlacementSpec>,
     /// The service and deployment that start it.
     pub service: Option<(ServiceId, DeploymentId)>,
+    pub launch_type: LaunchType,
+    /// MANAGED: the size asked for, before rounding up to `cpu`/`memory`.
+    pub requested: Option<berth_api::capacity::TaskSize>,
 }
 
 /// The placement rules a task was submitted with.
@@ -133,6 +146,9 @@ fn select_all_accounts() -> SelectStatement {
             Tasks::ServiceId,
             Tasks::DeploymentId,
             Tasks::ServiceCounted,
+            Tasks::LaunchType,
+            Tasks::RequestedCpu,
+            Tasks::RequestedMemory,
         ])
         .expr_as(
             Expr::cust("(SELECT name FROM clusters WHERE clusters.id = tasks.cluster_id)"),
@@ -187,6 +203,9 @@ pub async fn insert_many(tx: &mut Tx, scope: AccountScope, news: &[NewTask<'_>])
             Tasks::PlacementSpec,
             Tasks::ServiceId,
             Tasks::DeploymentId,
+            Tasks::LaunchType,
+            Tasks::RequestedCpu,
+            Tasks::RequestedMemory,
         ])
         .to_owned();
     for new in news {
@@ -216,6 +235,9 @@ pub async fn insert_many(tx: &mut Tx, scope: AccountScope, news: &[NewTask<'_>])
             new.placement_spec.map(json).transpose()?.into(),
             new.service.map(|(s, _)| s.0).into(),
             new.service.map(|(_, d)| d.0).into(),
+            new.launch_type.as_str().into(),
+            new.requested.map(|s| i64::from(s.cpu)).into(),
+            new.requested.map(|s| i64::from(s.memory)).into(),
         ]);
     }
     tx.execute(&stmt).await?;
@@ -249,8 +271,9 @@ pub async fn group_counts_by_host(
     Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.host_id.map(|h| (h, r.n))).collect())
 }
 
-/// Ids of the tasks not STOPPED on a host.
-pub async fn live_on_host(tx: &mut Tx, scope: AccountScope, host: HostId) -> StoreResult<Vec<TaskId>> {
+/// Ids of the tasks not STOPPED on a host, of whatever account: a shared
+/// host's agent runs many accounts' tasks, and only its own host's.
+pub async fn live_on_host(tx: &mut Tx, host: HostId) -> StoreResult<Vec<TaskId>> {
     #[derive(FromRow)]
     struct Row {
         id: Uuid,
@@ -258,7 +281,6 @@ pub async fn live_on_host(tx: &mut Tx, scope: AccountScope, host: HostId) -> Sto
     let stmt = Query::select()
         .column(Tasks::Id)
         .from(Tasks::Table)
-        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
         .and_where(Expr::col(Tasks::HostId).eq(host.0))
         .and_where(Expr::col(Tasks::LastStatus).ne("STOPPED"))
         .to_owned();
@@ -428,15 +450,91 @@ pub async fn get_many(tx: &mut Tx, scope: AccountScope, ids: &[TaskId]) -> Store
     tx.fetch_all(&stmt).await
 }
 
-/// A task by id within the account, whatever its cluster (agents know tasks by id).
-pub async fn get_any_cluster(tx: &mut Tx, scope: AccountScope, id: TaskId) -> StoreResult<Option<TaskRow>> {
-    let stmt = select(scope).and_where(Expr::col(Tasks::Id).eq(id.0)).to_owned();
-    tx.fetch_optional(&stmt).await
+/// Tasks placed on a host, by id, of whatever account (the agent's view:
+/// what its host was given); missing ones are left out.
+pub async fn on_host(tx: &mut Tx, host: HostId, ids: &[TaskId]) -> StoreResult<Vec<TaskRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = select_all_accounts()
+        .and_where(Expr::col(Tasks::HostId).eq(host.0))
+        .and_where(Expr::col(Tasks::Id).is_in(ids.iter().map(|i| i.0)))
+        .order_by(Tasks::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
 }
 
-/// Queued tasks (waiting in PROVISIONING for capacity), oldest first, across accounts.
+/// Every task not STOPPED on a host, of whatever account (a lost host's).
+pub async fn live_rows_on_host(tx: &mut Tx, host: HostId) -> StoreResult<Vec<TaskRow>> {
+    let stmt = select_all_accounts()
+        .and_where(Expr::col(Tasks::HostId).eq(host.0))
+        .and_where(Expr::cust("last_status <> 'STOPPED'"))
+        .order_by(Tasks::Id, Order::Asc)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// How many of the account's tasks not STOPPED run on each of these hosts
+/// (MANAGED tasks spread per account over a pool's hosts).
+pub async fn account_counts_by_host(
+    tx: &mut Tx,
+    scope: AccountScope,
+    hosts: &[Uuid],
+) -> StoreResult<Vec<(uuid::Uuid, i64)>> {
+    #[derive(FromRow)]
+    struct Row {
+        host_id: Option<uuid::Uuid>,
+        n: i64,
+    }
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stmt = Query::select()
+        .column(Tasks::HostId)
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::HostId).is_in(hosts.iter().copied()))
+        .and_where(Expr::cust("last_status <> 'STOPPED'"))
+        .group_by_col(Tasks::HostId)
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.host_id.map(|h| (h, r.n))).collect())
+}
+
+/// Accounts with MANAGED tasks waiting for capacity.
+pub async fn accounts_with_queued_managed(tx: &mut Tx) -> StoreResult<Vec<Uuid>> {
+    #[derive(FromRow)]
+    struct Row {
+        account_id: Uuid,
+    }
+    let stmt = Query::select()
+        .distinct()
+        .column(Tasks::AccountId)
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::Queued).eq(true))
+        .and_where(Expr::col(Tasks::LaunchType).eq(LaunchType::Managed.as_str()))
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| r.account_id).collect())
+}
+
+/// One account's queued MANAGED tasks, oldest first.
+pub async fn queued_managed(tx: &mut Tx, scope: AccountScope, limit: u64) -> StoreResult<Vec<TaskRow>> {
+    let stmt = select(scope)
+        .and_where(Expr::col(Tasks::Queued).eq(true))
+        .and_where(Expr::col(Tasks::LaunchType).eq(LaunchType::Managed.as_str()))
+        .and_where(Expr::col(Tasks::LastStatus).eq(TaskStatus::Provisioning.as_str()))
+        .and_where(Expr::col(Tasks::DesiredStatus).eq(DesiredStatus::Running.as_str()))
+        .order_by(Tasks::Id, Order::Asc)
+        .limit(limit)
+        .to_owned();
+    tx.fetch_all(&stmt).await
+}
+
+/// Queued EXTERNAL tasks (waiting in PROVISIONING for capacity in their own
+/// cluster), oldest first, across accounts.
 pub async fn queued(tx: &mut Tx, limit: u64) -> StoreResult<Vec<TaskRow>> {
     let stmt = select_all_accounts()
+        .and_where(Expr::col(Tasks::LaunchType).eq(LaunchType::External.as_str()))
         .and_where(Expr::col(Tasks::Queued).eq(true))
         .and_where(Expr::col(Tasks::LastStatus).eq(TaskStatus::Provisioning.as_str()))
         .and_where(Expr::col(Tasks::DesiredStatus).eq(DesiredStatus::Running.as_str()))
@@ -477,7 +575,6 @@ pub async fn assign_queued(
 /// all of them, and only tasks on that host that are not STOPPED.
 pub async fn record_usage(
     tx: &mut Tx,
-    scope: AccountScope,
     host: HostId,
     usage: &[(TaskId, berth_api::tasks::TaskUsage)],
 ) -> StoreResult<()> {
@@ -492,7 +589,6 @@ pub async fn record_usage(
     let stmt = Query::update()
         .table(Tasks::Table)
         .value(Tasks::ResourceUsage, value)
-        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
         .and_where(Expr::col(Tasks::HostId).eq(host.0))
         .and_where(Expr::col(Tasks::Id).is_in(usage.iter().map(|(id, _)| id.0)))
         .and_where(Expr::col(Tasks::LastStatus).ne("STOPPED"))

@@ -128,6 +128,9 @@ impl ContainerdConfig {
     fn records_dir(&self) -> PathBuf {
         self.state_dir.join("tasks")
     }
+    fn volumes_dir(&self, task: &TaskId) -> PathBuf {
+        self.state_dir.join("volumes").join(task.to_string())
+    }
     fn etc_dir(&self, task: &TaskId) -> PathBuf {
         self.state_dir.join("etc").join(task.to_string())
     }
@@ -150,6 +153,10 @@ struct FinalState {
     containers: Vec<ContainerState>,
     stop_code: Option<StopCode>,
     reason: Option<String>,
+    /// When the last container was gone: the end of the task's usage, also
+    /// when the report is sent again after an agent restart.
+    #[serde(default = "time::OffsetDateTime::now_utc", with = "time::serde::rfc3339")]
+    stopped_at: time::OffsetDateTime,
 }
 
 struct Handle {
@@ -353,6 +360,7 @@ impl Runtime for ContainerdRuntime {
             if let Err(e) = write_record(&self.inner.config, &record) {
                 tracing::error!(task = %record.task.task_id, error = %e, "cannot record the task; not starting it");
                 self.inner.updates.push(TaskUpdate {
+                    observed_at: time::OffsetDateTime::now_utc(),
                     task_id: record.task.task_id,
                     last_status: TaskStatus::Stopped,
                     containers: Vec::new(),
@@ -438,6 +446,7 @@ impl Runtime for ContainerdRuntime {
                 self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&task);
                 let _ = std::fs::remove_file(record_path(&self.inner.config, &task));
                 let _ = std::fs::remove_dir_all(self.inner.config.etc_dir(&task));
+                let _ = std::fs::remove_dir_all(self.inner.config.volumes_dir(&task));
             }
         })
     }
@@ -475,6 +484,8 @@ struct Supervisor {
     phases: Vec<Phase>,
     health: Vec<Option<HealthStatus>>,
     restarts: Vec<u32>,
+    /// A restart is scheduled for the container: its exit does not end the task yet.
+    restarting: Vec<bool>,
     images: Vec<Option<ReadyImage>>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
@@ -500,6 +511,7 @@ impl Supervisor {
             phases: vec![Phase::Waiting; n],
             health: vec![None; n],
             restarts: vec![0; n],
+            restarting: vec![false; n],
             images: vec![None; n],
             events_tx,
             events_rx,
@@ -569,6 +581,7 @@ impl Supervisor {
         let containers = self.container_states();
         let health_status = self.task_health(&containers);
         self.inner.updates.push(TaskUpdate {
+            observed_at: time::OffsetDateTime::now_utc(),
             task_id: self.task_id(),
             last_status,
             containers,
@@ -597,15 +610,19 @@ impl Supervisor {
         }
         if self.record.network.is_none() {
             let task = &self.record.task;
-            let net =
-                network::set_up(&self.inner.config.network, &task.task_id, task.network_mode, &task.port_bindings)
-                    .await?;
+            let net = network::set_up(&self.inner.config.network, task).await?;
             self.record.network = Some(net);
             write_record(&self.inner.config, &self.record)?;
         }
         let hostname = self.hostname();
         let net = self.record.network.clone().unwrap_or_default();
         network::write_etc_files(&self.inner.config.etc_dir(&self.task_id()), &hostname, &net)?;
+        // The task's own volumes: empty directories its containers share, gone with the task.
+        let volumes = self.inner.config.volumes_dir(&self.task_id());
+        for v in self.record.task.volumes.iter().filter(|v| v.host.is_none()) {
+            std::fs::create_dir_all(volumes.join(&v.name))
+                .map_err(|e| RuntimeError::Spec(format!("creating volume {:?}: {e}", v.name)))?;
+        }
         Ok(())
     }
 
@@ -683,9 +700,9 @@ impl Supervisor {
                     }
                 }
             }
-            if let Some(i) = (0..task.containers.len())
-                .find(|&i| task.containers[i].essential && matches!(self.phases[i], Phase::Exited { .. }))
-            {
+            if let Some(i) = (0..task.containers.len()).find(|&i| {
+                task.containers[i].essential && matches!(self.phases[i], Phase::Exited { .. }) && !self.restarting[i]
+            }) {
                 let c = &task.containers[i];
                 return Ending {
                     stop_code: Some(StopCode::EssentialContainerExited),
@@ -702,9 +719,10 @@ impl Supervisor {
                     Some(Event::Exited { index, exit_code, oom }) => {
                         self.phases[index] = Phase::Exited { exit_code, oom };
                         let c = &task.containers[index];
-                        if !c.essential
-                            && c.restart_policy.as_ref().is_some_and(|p| p.restarts_after(exit_code, self.restarts[index]))
-                        {
+                        // Only a group restart policy reaches an essential container (the
+                        // control plane refuses one of its own), and restarts it too.
+                        if c.restart_policy.as_ref().is_some_and(|p| p.restarts_after(exit_code, self.restarts[index])) {
+                            self.restarting[index] = true;
                             self.schedule_restart(index);
                         }
                         if reported_running && !c.essential {
@@ -842,6 +860,7 @@ impl Supervisor {
         let task = &self.record.task;
         let c = &task.containers[i];
         let etc = self.inner.config.etc_dir(&task.task_id);
+        let volumes = self.inner.config.volumes_dir(&task.task_id);
         let netns = self.record.network.as_ref().and_then(TaskNetwork::netns_path);
         let hostname = self.hostname();
         let oci = spec::build(&spec::SpecContext {
@@ -853,6 +872,7 @@ impl Supervisor {
             hostname: &hostname,
             cgroups_path: format!("/{}/{id}", ctr.namespace_name),
             etc_dir: &etc,
+            volumes_dir: &volumes,
             default_pids_limit: self.inner.config.default_pids_limit,
         })?;
         let spec_any = prost_types::Any {
@@ -960,6 +980,7 @@ impl Supervisor {
         if !matches!(self.phases[index], Phase::Exited { .. }) || *self.stop.borrow() {
             return Ok(());
         }
+        self.restarting[index] = false;
         let ctr = self.inner.ctr.clone();
         let id = container_id(&self.task_id(), index);
         call_idempotent("delete task", ctr.tasks().delete(ctr.req(DeleteTaskRequest { container_id: id.clone() })))
@@ -1045,6 +1066,7 @@ impl Supervisor {
                 Ok(None) | Err(_) => break,
             }
         }
+        let stopped_at = time::OffsetDateTime::now_utc();
         for (_, w) in self.watchers.drain(..) {
             w.abort();
         }
@@ -1069,7 +1091,7 @@ impl Supervisor {
                 c.reason = failure.clone();
             }
         }
-        let done = FinalState { containers, stop_code: ending.stop_code, reason: ending.reason };
+        let done = FinalState { containers, stop_code: ending.stop_code, reason: ending.reason, stopped_at };
         self.record.finished = Some(done.clone());
         if let Err(e) = write_record(&self.inner.config, &self.record) {
             tracing::warn!(task = %task.task_id, error = %e, "could not record the task's end");
@@ -1081,6 +1103,7 @@ impl Supervisor {
         self.set_status(TaskStatus::Stopped);
         let health_status = self.task_health(&done.containers);
         self.inner.updates.push(TaskUpdate {
+            observed_at: done.stopped_at,
             task_id: self.task_id(),
             last_status: TaskStatus::Stopped,
             containers: done.containers,

@@ -2,11 +2,18 @@
 //! of the task shares it, and removal works after an agent restart), set
 //! up by calling the standard CNI plugins directly (bridge, host-local,
 //! portmap, loopback), the way a container runtime does.
+//!
+//! MANAGED tasks (a shared host's tenants) get a bridge per account instead
+//! of the host's one, without host ports, and the isolation chains drop
+//! whatever crosses from one of Berth's bridges to another: Docker's
+//! DOCKER-ISOLATION scheme. Tasks of one account reach each other; other
+//! accounts' tasks, and the host's EXTERNAL tasks, are unreachable.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use berth_api::agent::HostPortBinding;
+use berth_api::agent::{AgentTask, HostPortBinding};
+use berth_api::capacity::LaunchType;
 use berth_api::task_definitions::{NetworkMode, Protocol};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -24,6 +31,10 @@ pub struct NetworkConfig {
     pub subnet: String,
     /// host-local's allocation records.
     pub ipam_dir: PathBuf,
+    /// MANAGED tasks' bridges are `{prefix}{n}`, one per account.
+    pub managed_bridge_prefix: String,
+    /// A /16 whose /24s are the accounts' subnets (so 256 accounts per host).
+    pub managed_range: String,
 }
 
 impl NetworkConfig {
@@ -34,25 +45,70 @@ impl NetworkConfig {
             subnet: "10.213.0.0/16".into(),
             // host-local keeps one allocation record per network: machine-wide, like the bridge.
             ipam_dir: PathBuf::from("/var/lib/cni/networks"),
+            managed_bridge_prefix: "berthm".into(),
+            managed_range: "10.215.0.0/16".into(),
         }
     }
 
-    fn network_name(&self) -> String {
-        format!("berth-{}", self.bridge)
+    /// The bridge and subnet of an account's MANAGED tasks on this host,
+    /// allocated once and remembered beside host-local's records (machine-wide, like the bridges).
+    fn account_network(&self, account: &berth_api::AccountId) -> Result<(String, String), RuntimeError> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let fail = |e: std::io::Error| RuntimeError::Network(format!("account networks: {e}"));
+        let prefix = self.managed_range.strip_suffix(".0.0/16").ok_or_else(|| {
+            RuntimeError::Network(format!("the managed range {} is not an a.b.0.0/16", self.managed_range))
+        })?;
+        std::fs::create_dir_all(&self.ipam_dir).map_err(fail)?;
+        let path = self.ipam_dir.join(format!("{}-accounts.json", self.managed_bridge_prefix));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(fail)?;
+        // Agents on one machine share the bridges, so they share the table: one at a time.
+        file.lock().map_err(fail)?;
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(fail)?;
+        let mut table: std::collections::BTreeMap<String, u8> = serde_json::from_str(&text).unwrap_or_default();
+        let key = account.to_string();
+        let index = match table.get(&key) {
+            Some(i) => *i,
+            None => {
+                let used: std::collections::BTreeSet<u8> = table.values().copied().collect();
+                let free = (0..=u8::MAX)
+                    .find(|i| !used.contains(i))
+                    .ok_or_else(|| RuntimeError::Network("this host has given all 256 account networks out".into()))?;
+                table.insert(key, free);
+                let bytes = serde_json::to_vec(&table).map_err(|e| RuntimeError::Network(e.to_string()))?;
+                file.set_len(0).map_err(fail)?;
+                file.rewind().map_err(fail)?;
+                file.write_all(&bytes).map_err(fail)?;
+                file.sync_all().map_err(fail)?;
+                free
+            }
+        };
+        Ok((format!("{}{index}", self.managed_bridge_prefix), format!("{prefix}.{index}.0/24")))
     }
+}
 
-    fn plugins(&self) -> Vec<Value> {
-        vec![
-            json!({
-                "type": "bridge", "bridge": self.bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local", "dataDir": self.ipam_dir,
-                    "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}]
-                }
-            }),
-            json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
-        ]
+fn network_name(bridge: &str) -> String {
+    format!("berth-{bridge}")
+}
+
+fn plugins(config: &NetworkConfig, bridge: &str, subnet: &str, port_mappings: bool) -> Vec<Value> {
+    let mut plugins = vec![json!({
+        "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+        "ipam": {
+            "type": "host-local", "dataDir": config.ipam_dir,
+            "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]
+        }
+    })];
+    if port_mappings {
+        plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}));
     }
+    plugins
 }
 
 /// A task's network as set up, kept in its record so it can be torn down.
@@ -63,6 +119,9 @@ pub struct TaskNetwork {
     /// Each plugin's ADD result, in order, for DEL.
     pub cni_results: Vec<Value>,
     pub ip: Option<String>,
+    /// A MANAGED task's account bridge and subnet (absent: the host's bridge, with port mappings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_bridge: Option<(String, String)>,
 }
 
 impl TaskNetwork {
@@ -96,21 +155,28 @@ fn netns_name(task_id: &berth_api::TaskId) -> String {
 }
 
 /// Sets up the task's network: nothing for host mode, a namespace with
-/// loopback for none, and the bridge with port mappings for bridge.
-pub async fn set_up(
-    config: &NetworkConfig,
-    task_id: &berth_api::TaskId,
-    mode: NetworkMode,
-    ports: &[HostPortBinding],
-) -> Result<TaskNetwork, RuntimeError> {
+/// loopback for none, and the bridge with port mappings for bridge (for a
+/// MANAGED task: its account's bridge, isolated, without port mappings).
+pub async fn set_up(config: &NetworkConfig, task: &AgentTask) -> Result<TaskNetwork, RuntimeError> {
+    let (task_id, mode, ports) = (&task.task_id, task.network_mode, &task.port_bindings);
+    let managed = task.launch_type == LaunchType::Managed;
     if mode == NetworkMode::Host {
+        if managed {
+            return Err(RuntimeError::Network("a MANAGED task may not use the host's network".into()));
+        }
         return Ok(TaskNetwork::default());
     }
     let name = netns_name(task_id);
     if !Path::new("/run/netns").join(&name).exists() {
         run(Command::new("ip").args(["netns", "add", &name]), "ip netns add").await?;
     }
-    let mut network = TaskNetwork { netns: Some(name.clone()), ..Default::default() };
+    let account_bridge = if managed && mode == NetworkMode::Bridge {
+        let (bridge, subnet) = config.account_network(&task.account_id)?;
+        Some((bridge, subnet))
+    } else {
+        None
+    };
+    let mut network = TaskNetwork { netns: Some(name.clone()), account_bridge, ..Default::default() };
     run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]), "bringing up loopback").await?;
     if mode == NetworkMode::None {
         return Ok(network);
@@ -118,8 +184,12 @@ pub async fn set_up(
     let netns_path = network.netns_path().unwrap_or_default();
     let mappings = port_mappings(ports);
     let mut previous: Option<Value> = None;
-    for plugin in config.plugins() {
-        let result = invoke(config, &plugin, "ADD", task_id, &netns_path, previous.as_ref(), &mappings).await;
+    let (bridge, subnet) = bridge_of(config, &network);
+    if network.account_bridge.is_some() {
+        isolate(config, &bridge).await?;
+    }
+    for plugin in plugins(config, &bridge, &subnet, network.account_bridge.is_none()) {
+        let result = invoke(config, &bridge, &plugin, "ADD", task_id, &netns_path, previous.as_ref(), &mappings).await;
         match result {
             Ok(r) => {
                 network.cni_results.push(r.clone());
@@ -151,14 +221,15 @@ pub async fn tear_down(
 ) -> Result<(), RuntimeError> {
     let Some(name) = &network.netns else { return Ok(()) };
     let netns_path = network.netns_path().unwrap_or_default();
-    let plugins = config.plugins();
+    let (bridge, subnet) = bridge_of(config, network);
+    let plugins = plugins(config, &bridge, &subnet, network.account_bridge.is_none());
     // portmap finds the rules to remove from the mappings, so DEL gets them too.
     let mappings = port_mappings(ports);
     let mut first_error = None;
     if !network.cni_results.is_empty() {
         for (i, plugin) in plugins.iter().enumerate().rev() {
             let previous = network.cni_results.get(i).or(network.cni_results.last());
-            if let Err(e) = invoke(config, plugin, "DEL", task_id, &netns_path, previous, &mappings).await {
+            if let Err(e) = invoke(config, &bridge, plugin, "DEL", task_id, &netns_path, previous, &mappings).await {
                 first_error.get_or_insert(e);
             }
         }
@@ -172,10 +243,49 @@ pub async fn tear_down(
     }
 }
 
+/// The bridge and subnet a task's network is on.
+fn bridge_of(config: &NetworkConfig, network: &TaskNetwork) -> (String, String) {
+    network.account_bridge.clone().unwrap_or_else(|| (config.bridge.clone(), config.subnet.clone()))
+}
+
+/// The chains that keep Berth's bridges apart, as Docker's isolation
+/// chains do: a packet from a MANAGED account bridge to any other of
+/// Berth's bridges (another account's, or the host's EXTERNAL one), and
+/// from the host's bridge to an account bridge, is dropped. Idempotent.
+async fn isolate(config: &NetworkConfig, bridge: &str) -> Result<(), RuntimeError> {
+    const STAGE1: &str = "BERTH-ISOLATION-1";
+    const STAGE2: &str = "BERTH-ISOLATION-2";
+    for chain in [STAGE1, STAGE2] {
+        // Fails when the chain exists, which is fine.
+        let _ = Command::new("iptables").args(["-w", "-N", chain]).stderr(Stdio::null()).status().await;
+    }
+    let ensure = |rule: Vec<String>, insert: bool| async move {
+        let mut check = vec!["-w".to_owned(), "-C".to_owned()];
+        check.extend(rule.iter().cloned());
+        let present =
+            Command::new("iptables").args(&check).stderr(Stdio::null()).status().await.is_ok_and(|s| s.success());
+        if !present {
+            let mut add = vec!["-w".to_owned(), if insert { "-I" } else { "-A" }.to_owned()];
+            add.extend(rule);
+            run(Command::new("iptables").args(&add), "iptables").await?;
+        }
+        Ok::<(), RuntimeError>(())
+    };
+    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<String>>();
+    ensure(s(&["FORWARD", "-j", STAGE1]), true).await?;
+    for b in [bridge, config.bridge.as_str()] {
+        ensure(s(&[STAGE1, "-i", b, "!", "-o", b, "-j", STAGE2]), false).await?;
+        ensure(s(&[STAGE2, "-o", b, "-j", "DROP"]), false).await?;
+    }
+    Ok(())
+}
+
 /// Runs one CNI plugin as the CNI spec says: configuration on stdin, the
 /// command and container in the environment, the result on stdout.
+#[allow(clippy::too_many_arguments)]
 async fn invoke(
     config: &NetworkConfig,
+    bridge: &str,
     plugin: &Value,
     command: &str,
     task_id: &berth_api::TaskId,
@@ -191,7 +301,7 @@ async fn invoke(
     })?;
     let mut conf = plugin.clone();
     conf["cniVersion"] = json!("1.0.0");
-    conf["name"] = json!(config.network_name());
+    conf["name"] = json!(network_name(bridge));
     if let Some(p) = previous {
         conf["prevResult"] = p.clone();
     }

@@ -1,14 +1,18 @@
 //! The OCI runtime spec of one container: the definition laid over the
 //! image's config, with Docker's defaults for what a definition leaves out
-//! (capabilities, masked and read-only paths, no new privileges).
+//! (capabilities, masked and read-only paths, no new privileges, a seccomp
+//! filter).
 
 use std::path::{Path, PathBuf};
 
 use berth_api::agent::AgentTask;
-use berth_api::task_definitions::{ContainerDefinition, NetworkMode};
+use berth_api::capacity::LaunchType;
+use berth_api::task_definitions::{ContainerDefinition, LINUX_CAPABILITIES, NetworkMode};
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxMemory, LinuxNamespace, LinuxNamespaceType,
-    LinuxPids, LinuxResources, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxPids, LinuxResources, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType,
+    Process, Root, Spec, User,
 };
 
 use super::RuntimeError;
@@ -48,6 +52,132 @@ const MASKED_PATHS: [&str; 11] = [
 
 const READONLY_PATHS: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
+/// System calls a container may not make: those Docker's default profile
+/// allows only with capabilities a container does not get (kernel modules,
+/// mounts, namespaces, keyrings, clocks, tracing the kernel, reading other
+/// processes' memory, swapping, rebooting). Docker's profile is an allow
+/// list; this is the same line drawn as a deny list, so new harmless system
+/// calls keep working. Other architectures' calls are killed by the filter.
+const DENIED_SYSCALLS: [&str; 54] = [
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "fanotify_init",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapoff",
+    "swapon",
+    "syslog",
+    "_sysctl",
+    "sysfs",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "vhangup",
+];
+
+/// clone(2) flags that make a new namespace: refused, as `unshare` is.
+const CLONE_NAMESPACE_FLAGS: [u64; 7] =
+    [0x0002_0000, 0x0200_0000, 0x0400_0000, 0x0800_0000, 0x1000_0000, 0x2000_0000, 0x4000_0000];
+
+const EPERM: u32 = 1;
+const ENOSYS: u32 = 38;
+
+/// The seccomp filter every unprivileged container runs under.
+pub fn default_seccomp() -> Result<LinuxSeccomp, RuntimeError> {
+    let err = |e: oci_spec::OciSpecError| RuntimeError::Spec(format!("seccomp profile: {e}"));
+    let deny = |names: Vec<String>, errno: u32| -> Result<LinuxSyscall, RuntimeError> {
+        LinuxSyscallBuilder::default()
+            .names(names)
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(errno)
+            .build()
+            .map_err(err)
+    };
+    let mut syscalls = vec![deny(DENIED_SYSCALLS.iter().map(|s| (*s).to_owned()).collect(), EPERM)?];
+    // clone3 passes its flags in memory the filter cannot read: ENOSYS makes libc fall back to clone.
+    syscalls.push(deny(vec!["clone3".into()], ENOSYS)?);
+    for flag in CLONE_NAMESPACE_FLAGS {
+        let arg = LinuxSeccompArgBuilder::default()
+            .index(0usize)
+            .value(flag)
+            .value_two(flag)
+            .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+            .build()
+            .map_err(err)?;
+        let mut rule = deny(vec!["clone".into()], EPERM)?;
+        rule.set_args(Some(vec![arg]));
+        syscalls.push(rule);
+    }
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActAllow)
+        .syscalls(syscalls)
+        .build()
+        .map_err(err)
+}
+
+/// A capability by the name task definitions use (`NET_ADMIN`, without `CAP_`).
+fn capability(name: &str) -> Option<Capability> {
+    name.parse().ok()
+}
+
+/// The container's capabilities: Docker's default set with the
+/// definition's changes, or every capability when privileged.
+fn capabilities_of(c: &ContainerDefinition) -> oci_spec::runtime::Capabilities {
+    if c.privileged {
+        return LINUX_CAPABILITIES.iter().filter_map(|n| capability(n)).collect();
+    }
+    let mut caps: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    if let Some(changes) = c.linux_parameters.as_ref().and_then(|l| l.capabilities.as_ref()) {
+        caps.extend(changes.add.iter().filter_map(|n| capability(n)));
+        for n in &changes.drop {
+            if let Some(cap) = capability(n) {
+                caps.remove(&cap);
+            }
+        }
+    }
+    caps
+}
+
 /// The CFS period the CPU quota is expressed in.
 const CPU_PERIOD_MICROS: u64 = 100_000;
 
@@ -64,6 +194,8 @@ pub struct SpecContext<'a> {
     pub cgroups_path: String,
     /// The task's `hosts`, `hostname` and `resolv.conf`.
     pub etc_dir: &'a Path,
+    /// Where the task's own volumes (those without a host path) live.
+    pub volumes_dir: &'a Path,
     pub default_pids_limit: i64,
 }
 
@@ -161,8 +293,8 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
     user.set_uid(uid);
     user.set_gid(gid);
     process.set_user(user);
-    process.set_no_new_privileges(Some(true));
-    let caps: oci_spec::runtime::Capabilities = DEFAULT_CAPABILITIES.into_iter().collect();
+    process.set_no_new_privileges(Some(!c.privileged));
+    let caps = capabilities_of(c);
     let mut capabilities = LinuxCapabilities::default();
     capabilities.set_bounding(Some(caps.clone()));
     capabilities.set_effective(Some(caps.clone()));
@@ -203,20 +335,47 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
     for (file, name) in [("/etc/hosts", "hosts"), ("/etc/hostname", "hostname"), ("/etc/resolv.conf", "resolv.conf")] {
         mounts.push(bind(file, ctx.etc_dir.join(name), false));
     }
+    for m in &c.mount_points {
+        let volume = task.volumes.iter().find(|v| v.name == m.source_volume).ok_or_else(|| {
+            RuntimeError::Spec(format!("container {:?} mounts the unknown volume {:?}", c.name, m.source_volume))
+        })?;
+        let source = match &volume.host {
+            Some(_) if task.launch_type == LaunchType::Managed => {
+                return Err(RuntimeError::Spec("a MANAGED task may not mount the host's directories".into()));
+            }
+            Some(host) => PathBuf::from(&host.source_path),
+            None => ctx.volumes_dir.join(&volume.name),
+        };
+        mounts.push(bind(&m.container_path, source, m.read_only));
+    }
     spec.set_mounts(Some(mounts));
 
-    // A container's share of the task: its own CPU units, else an even split.
-    let count = u32::try_from(task.containers.len()).unwrap_or(1).max(1);
-    let shares = u64::from(c.cpu.unwrap_or(task.cpu / count)).max(2);
+    let managed = task.launch_type == LaunchType::Managed;
+    // A container's share of the task: its own CPU units, else an even split
+    // of what the task's other containers leave.
+    let unclaimed = |total: u32, own: fn(&ContainerDefinition) -> Option<u32>| {
+        let claimed: u32 = task.containers.iter().filter_map(own).sum();
+        let sharing = u32::try_from(task.containers.iter().filter(|x| own(x).is_none()).count()).unwrap_or(1).max(1);
+        total.saturating_sub(claimed) / sharing
+    };
+    let cpu_share = c.cpu.unwrap_or_else(|| unclaimed(task.cpu, |x| x.cpu));
     let mut cpu = LinuxCpu::default();
-    cpu.set_shares(Some(shares));
-    if task.cpu > 0 {
-        // The task's CPU is a ceiling as well as a share, as on Fargate.
-        cpu.set_quota(Some(i64::try_from(u64::from(task.cpu) * CPU_PERIOD_MICROS / 1024).unwrap_or(i64::MAX)));
+    cpu.set_shares(Some(u64::from(cpu_share).max(2)));
+    // The task's CPU is a ceiling as well as a share, as on Fargate; on a
+    // shared host each container's ceiling is its part, so the task's sum holds.
+    let ceiling = if managed { cpu_share.max(1) } else { task.cpu };
+    if ceiling > 0 {
+        cpu.set_quota(Some(i64::try_from(u64::from(ceiling) * CPU_PERIOD_MICROS / 1024).unwrap_or(i64::MAX)));
         cpu.set_period(Some(CPU_PERIOD_MICROS));
     }
     let mut memory = LinuxMemory::default();
-    let hard = c.memory.or((task.containers.len() == 1 && task.memory > 0).then_some(task.memory));
+    let hard = match c.memory {
+        Some(m) => Some(m),
+        None if task.containers.len() == 1 && task.memory > 0 => Some(task.memory),
+        // Always a limit on a shared host: an even split of the task's memory.
+        None if managed => Some(unclaimed(task.memory, |x| x.memory).max(6)),
+        None => None,
+    };
     if let Some(m) = hard {
         memory.set_limit(Some(mib(m)));
         // No swap beyond the limit, so the limit means what it says.
@@ -228,7 +387,7 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
     let mut pids = LinuxPids::default();
     pids.set_limit(c.pids_limit.map_or(ctx.default_pids_limit, i64::from));
     let mut deny_all = LinuxDeviceCgroup::default();
-    deny_all.set_allow(false);
+    deny_all.set_allow(c.privileged);
     deny_all.set_access(Some("rwm".into()));
     let mut resources = LinuxResources::default();
     resources.set_cpu(Some(cpu));
@@ -252,8 +411,11 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(PathBuf::from(&ctx.cgroups_path)));
     linux.set_namespaces(Some(namespaces));
-    linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| (*s).to_owned()).collect()));
-    linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| (*s).to_owned()).collect()));
+    if !c.privileged {
+        linux.set_masked_paths(Some(MASKED_PATHS.iter().map(|s| (*s).to_owned()).collect()));
+        linux.set_readonly_paths(Some(READONLY_PATHS.iter().map(|s| (*s).to_owned()).collect()));
+        linux.set_seccomp(Some(default_seccomp()?));
+    }
     spec.set_linux(Some(linux));
     Ok(spec)
 }
@@ -314,6 +476,17 @@ mod tests {
         };
         let c = container(serde_json::json!({"name": "a", "image": "x", "environment": {"A": "2", "B": "3"}}));
         assert_eq!(environment(&c, &image), ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn capabilities_follow_the_definition() {
+        let c = container(serde_json::json!({"name": "a", "image": "x",
+            "linux_parameters": {"capabilities": {"add": ["NET_ADMIN"], "drop": ["NET_RAW"]}}}));
+        let caps = capabilities_of(&c);
+        assert!(caps.contains(&Capability::NetAdmin) && !caps.contains(&Capability::NetRaw));
+        assert_eq!(caps.len(), DEFAULT_CAPABILITIES.len());
+        let privileged = container(serde_json::json!({"name": "a", "image": "x", "privileged": true}));
+        assert_eq!(capabilities_of(&privileged).len(), LINUX_CAPABILITIES.len(), "every capability is known");
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct TaskUpdate {
     pub reason: Option<String>,
     /// The task's health from its essential containers' checks.
     pub health_status: Option<HealthStatus>,
+    /// When the runtime saw it: the start and stop times of usage records.
+    pub observed_at: time::OffsetDateTime,
 }
 
 /// What runs tasks. Calls are idempotent: starting a task that runs, or

@@ -53,6 +53,7 @@ impl Runtime for SimulatedRuntime {
             };
             if fresh {
                 self.updates.push(TaskUpdate {
+                    observed_at: time::OffsetDateTime::now_utc(),
                     task_id: task.task_id,
                     last_status: TaskStatus::Running,
                     containers: containers(&names, &image, TaskStatus::Running, None),
@@ -78,6 +79,7 @@ impl Runtime for SimulatedRuntime {
             };
             if let Some(names) = names {
                 self.updates.push(TaskUpdate {
+                    observed_at: time::OffsetDateTime::now_utc(),
                     task_id: task,
                     last_status: TaskStatus::Stopped,
                     containers: containers(&names, "", TaskStatus::Stopped, Some(0)),
