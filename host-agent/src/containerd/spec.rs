@@ -178,6 +178,14 @@ fn capabilities_of(c: &ContainerDefinition) -> oci_spec::runtime::Capabilities {
     caps
 }
 
+/// The kernel refuses a CFS quota under 1 ms (runc fails to create the container).
+const MIN_CPU_QUOTA_MICROS: i64 = 1000;
+
+/// The CFS quota for `units` CPU units (1024 per core) in each period.
+fn cpu_quota_micros(units: u32) -> i64 {
+    i64::try_from(u64::from(units) * CPU_PERIOD_MICROS / 1024).unwrap_or(i64::MAX).max(MIN_CPU_QUOTA_MICROS)
+}
+
 /// The CFS period the CPU quota is expressed in.
 const CPU_PERIOD_MICROS: u64 = 100_000;
 
@@ -365,7 +373,7 @@ pub fn build(ctx: &SpecContext<'_>) -> Result<Spec, RuntimeError> {
     // shared host each container's ceiling is its part, so the task's sum holds.
     let ceiling = if managed { cpu_share.max(1) } else { task.cpu };
     if ceiling > 0 {
-        cpu.set_quota(Some(i64::try_from(u64::from(ceiling) * CPU_PERIOD_MICROS / 1024).unwrap_or(i64::MAX)));
+        cpu.set_quota(Some(cpu_quota_micros(ceiling)));
         cpu.set_period(Some(CPU_PERIOD_MICROS));
     }
     let mut memory = LinuxMemory::default();
@@ -476,6 +484,14 @@ mod tests {
         };
         let c = container(serde_json::json!({"name": "a", "image": "x", "environment": {"A": "2", "B": "3"}}));
         assert_eq!(environment(&c, &image), ["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn a_small_cpu_share_still_gets_a_quota_the_kernel_takes() {
+        assert_eq!(cpu_quota_micros(1024), 100_000);
+        assert_eq!(cpu_quota_micros(512), 50_000);
+        // 10 units would be 976 µs, which the kernel refuses.
+        assert_eq!(cpu_quota_micros(10), 1000);
     }
 
     #[test]
