@@ -97,9 +97,17 @@ fn network_name(bridge: &str) -> String {
     format!("berth-{bridge}")
 }
 
-fn plugins(config: &NetworkConfig, bridge: &str, subnet: &str, port_mappings: bool) -> Vec<Value> {
+/// The plugin chain: the bridge (masquerading per container only for records
+/// made before the subnet-wide rule), then portmap when the task maps ports.
+fn plugins(
+    config: &NetworkConfig,
+    bridge: &str,
+    subnet: &str,
+    per_task_masquerade: bool,
+    port_mappings: bool,
+) -> Vec<Value> {
     let mut plugins = vec![json!({
-        "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": true, "hairpinMode": true,
+        "type": "bridge", "bridge": bridge, "isGateway": true, "ipMasq": per_task_masquerade, "hairpinMode": true,
         "ipam": {
             "type": "host-local", "dataDir": config.ipam_dir,
             "ranges": [[{"subnet": subnet}]], "routes": [{"dst": "0.0.0.0/0"}]
@@ -122,6 +130,11 @@ pub struct TaskNetwork {
     /// A MANAGED task's account bridge and subnet (absent: the host's bridge, with port mappings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_bridge: Option<(String, String)>,
+    /// Outbound traffic is masqueraded by one rule for the bridge's subnet,
+    /// not by the bridge plugin per task (false in records of older agents,
+    /// whose teardown must remove their per-task rules).
+    #[serde(default)]
+    pub subnet_masquerade: bool,
 }
 
 impl TaskNetwork {
@@ -176,7 +189,8 @@ pub async fn set_up(config: &NetworkConfig, task: &AgentTask) -> Result<TaskNetw
     } else {
         None
     };
-    let mut network = TaskNetwork { netns: Some(name.clone()), account_bridge, ..Default::default() };
+    let mut network =
+        TaskNetwork { netns: Some(name.clone()), account_bridge, subnet_masquerade: true, ..Default::default() };
     run(Command::new("ip").args(["-n", &name, "link", "set", "lo", "up"]), "bringing up loopback").await?;
     if mode == NetworkMode::None {
         return Ok(network);
@@ -188,7 +202,9 @@ pub async fn set_up(config: &NetworkConfig, task: &AgentTask) -> Result<TaskNetw
     if network.account_bridge.is_some() {
         isolate(config, &bridge).await?;
     }
-    for plugin in plugins(config, &bridge, &subnet, network.account_bridge.is_none()) {
+    masquerade(&bridge, &subnet).await?;
+    let port_mapped = network.account_bridge.is_none() && !ports.is_empty();
+    for plugin in plugins(config, &bridge, &subnet, false, port_mapped) {
         let result = invoke(config, &bridge, &plugin, "ADD", task_id, &netns_path, previous.as_ref(), &mappings).await;
         match result {
             Ok(r) => {
@@ -222,7 +238,8 @@ pub async fn tear_down(
     let Some(name) = &network.netns else { return Ok(()) };
     let netns_path = network.netns_path().unwrap_or_default();
     let (bridge, subnet) = bridge_of(config, network);
-    let plugins = plugins(config, &bridge, &subnet, network.account_bridge.is_none());
+    // What ADD ran: portmap only when it left a result of its own.
+    let plugins = plugins(config, &bridge, &subnet, !network.subnet_masquerade, network.cni_results.len() > 1);
     // portmap finds the rules to remove from the mappings, so DEL gets them too.
     let mappings = port_mappings(ports);
     let mut first_error = None;
@@ -241,6 +258,33 @@ pub async fn tear_down(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// One MASQUERADE rule for a bridge's subnet, as Docker has for docker0,
+/// instead of the bridge plugin's chain per task: that took two of the
+/// plugin's iptables runs per start and per stop, the largest part of a
+/// task's network set-up. Checked once per bridge per agent process.
+async fn masquerade(bridge: &str, subnet: &str) -> Result<(), RuntimeError> {
+    static DONE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    let done = DONE.get_or_init(Default::default);
+    if done.lock().map(|d| d.contains(bridge)).unwrap_or(false) {
+        return Ok(());
+    }
+    let rule = ["POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"];
+    let present = Command::new("iptables")
+        .args(["-w", "-t", "nat", "-C"])
+        .args(rule)
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success());
+    if !present {
+        run(Command::new("iptables").args(["-w", "-t", "nat", "-A"]).args(rule), "iptables masquerade").await?;
+    }
+    if let Ok(mut d) = done.lock() {
+        d.insert(bridge.to_owned());
+    }
+    Ok(())
 }
 
 /// The bridge and subnet a task's network is on.
