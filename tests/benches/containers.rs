@@ -15,48 +15,9 @@
 
 use std::time::{Duration, Instant};
 
+use berth_tests::bench::{ctr_run_floor, report_ms as report};
 use berth_tests::containers::{ClusterWithAgent, register, run_one, wait_task};
 use serde_json::json;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn report(name: &str, mut ms: Vec<f64>) {
-    ms.sort_by(f64::total_cmp);
-    println!("BENCH {name} p50_ms={:.1}", percentile(&ms, 0.5));
-    println!("BENCH {name} p99_ms={:.1}", percentile(&ms, 0.99));
-    println!("BENCH {name} samples={}", ms.len());
-}
-
-fn ctr(socket: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("ctr")
-        .arg("-a")
-        .arg(socket)
-        .args(["-n", "berth-floor"])
-        .args(args)
-        .output()
-        .expect("run ctr")
-}
-
-/// `ctr run --rm` of the same image: the floor every other figure is read against.
-fn floor(env: &berth_tests::containers::ContainerEnv) -> Vec<f64> {
-    let pulled = ctr(&env.socket, &["images", "pull", "--plain-http", &env.image]);
-    assert!(pulled.status.success(), "ctr pull: {}", String::from_utf8_lossy(&pulled.stderr));
-    let mut ms = Vec::new();
-    for i in 0..21 {
-        let id = format!("floor-{}-{i}", std::process::id());
-        let started = Instant::now();
-        let out = ctr(&env.socket, &["run", "--rm", &env.image, &id, "/bin/true"]);
-        assert!(out.status.success(), "ctr run: {}", String::from_utf8_lossy(&out.stderr));
-        // The first run warms the page cache and the shim binary.
-        if i > 0 {
-            ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    ms
-}
 
 fn millis_between(task: &serde_json::Value, from: &str, to: &str) -> f64 {
     let at = |f: &str| {
@@ -104,7 +65,7 @@ async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let h = ClusterWithAgent::start().await;
     let started = Instant::now();
-    report("containers.floor.ctr_run_rm", floor(&h.env));
+    report("containers.floor.ctr_run_rm", ctr_run_floor(&h.env.socket, &h.env.image));
     report("containers.run_task.cached_image", run_task_cached(&h).await);
     eprintln!("containers benchmark took {:.0} s", started.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_millis(100)).await;

@@ -5,6 +5,7 @@
 //! Tests that need PostgreSQL fail loudly when it is not there: run them with
 //! `cargo xtask test`, which installs and starts it.
 
+pub mod bench;
 pub mod containers;
 pub mod simulated;
 

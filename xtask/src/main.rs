@@ -137,6 +137,8 @@ enum BenchNeeds {
     Server,
     /// That, and a private containerd and registry with the test image.
     Containers,
+    /// That, and Debian's docker.io for the peer (run only when named).
+    Peers,
 }
 
 /// Benchmarks by name; each prints `BENCH <name> <metric>=<value>` lines.
@@ -145,13 +147,18 @@ const BENCHES: &[(&str, &str, &str, BenchNeeds)] = &[
     ("placement", "berth-placement", "placement", BenchNeeds::Nothing),
     ("e2e", "berth-tests", "e2e", BenchNeeds::Server),
     ("containers", "berth-tests", "containers", BenchNeeds::Containers),
+    ("peers", "berth-tests", "peers", BenchNeeds::Peers),
 ];
 
 /// `cargo xtask bench [NAME[.PART]...]`: every benchmark, or the named ones
 /// (`e2e.heartbeats` runs only that part of `e2e`).
 fn bench(args: &[String]) -> Result<()> {
-    let wanted: Vec<String> =
-        if args.is_empty() { BENCHES.iter().map(|b| b.0.to_owned()).collect() } else { args.to_vec() };
+    // The peer comparison installs a second container engine and takes minutes: only when named.
+    let wanted: Vec<String> = if args.is_empty() {
+        BENCHES.iter().filter(|b| b.3 != BenchNeeds::Peers).map(|b| b.0.to_owned()).collect()
+    } else {
+        args.to_vec()
+    };
     for arg in wanted {
         let (name, part) = arg.split_once('.').map_or((arg.as_str(), None), |(n, p)| (n, Some(p)));
         let Some(&(_, package, target, needs)) = BENCHES.iter().find(|b| b.0 == name) else {
@@ -163,8 +170,11 @@ fn bench(args: &[String]) -> Result<()> {
             cmd.args(["--", p]);
         }
         let mut packages = vec![system::Need::binary("initdb", "postgresql", &postgres::extra_bin_dirs())];
-        if needs == BenchNeeds::Containers {
+        if matches!(needs, BenchNeeds::Containers | BenchNeeds::Peers) {
             packages.extend(containers::needs());
+        }
+        if needs == BenchNeeds::Peers {
+            packages.push(system::Need::binary("dockerd", "docker.io", &[]));
         }
         let _pg = if needs != BenchNeeds::Nothing {
             system::ensure_packages(&packages)?;
@@ -181,7 +191,7 @@ fn bench(args: &[String]) -> Result<()> {
         } else {
             None
         };
-        let _ctr = if needs == BenchNeeds::Containers {
+        let _ctr = if matches!(needs, BenchNeeds::Containers | BenchNeeds::Peers) {
             let ctr = containers::Containers::start()?;
             ctr.export(&mut cmd, &target_dir().join("release/berth"));
             Some(ctr)
