@@ -484,22 +484,20 @@ impl App {
             let Some(task) = queues[i].1.pop_front() else { break };
             let scope = queues[i].0;
             match self.place_one_managed(scope, &task).await? {
-                Some(true) => {
+                Queued::Placed => {
                     queues[i].2 += task.cpu;
                     placed += 1;
                 }
                 // No room for its oldest: the account waits for the next round.
-                Some(false) => queues[i].1.clear(),
-                // Stopped or placed meanwhile.
-                None => {}
+                Queued::NoRoom => queues[i].1.clear(),
+                Queued::Gone => {}
             }
         }
         Ok(placed)
     }
 
-    /// One queued MANAGED task onto a pool: Some(true) placed, Some(false)
-    /// no room (or a quota, or a conflict: tried again next round), None gone.
-    async fn place_one_managed(&self, scope: AccountScope, task: &TaskRow) -> AppResult<Option<bool>> {
+    /// One queued MANAGED task onto a pool.
+    async fn place_one_managed(&self, scope: AccountScope, task: &TaskRow) -> AppResult<Queued> {
         let mut tx = self.db().begin_write().await?;
         let td =
             store::task_definitions::get_by_id(&mut tx, scope, berth_api::TaskDefinitionId(task.task_definition_id))
@@ -509,47 +507,8 @@ impl App {
         let needs = super::placement::needs_of(row_cpu(task), row_memory(task), NetworkMode::None, &containers);
         let spec = super::placement::spec_from(&[], &[])?;
         let (rows, plan) = super::tasks::place_managed(&mut tx, scope, &needs, 1, &spec).await?;
-        let Some(Ok(p)) = plan.tasks.into_iter().next() else { return Ok(Some(false)) };
-        let row = &rows[p.host_index];
-        let mut ledger =
-            super::quotas::Ledger::open(&mut tx, scope, self.quota_defaults(), &super::quotas::PLACEMENT_QUOTAS)
-                .await?;
-        let running = super::quotas::placed_task(task.cpu, task.memory, true);
-        if ledger.room(&running, 1).0 == 0 {
-            return Ok(Some(false));
-        }
-        ledger.take(&running, 1);
-        ledger.give_back(&[(QuotaName::PendingTasks, 1)], 1);
-        ledger.save(&mut tx, scope).await?;
-        let now = store::now();
-        if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &row.ports_used.0, now).await? {
-            return Ok(Some(false));
-        }
-        let decision = berth_api::hosts::PlacementDecision {
-            host_id: p.host,
-            strategy: Vec::new(),
-            constraints: Vec::new(),
-            hosts_considered: u32::try_from(rows.len()).unwrap_or(u32::MAX),
-            dynamic_host_ports: Vec::new(),
-            decided_at: now,
-        };
-        if !store::tasks::assign_queued(&mut tx, scope, task.task_id(), task.version, (p.host, &decision, &[]), now)
-            .await?
-        {
-            return Ok(None);
-        }
-        store::assignments::append(&mut tx, scope, p.host, task.task_id(), DesiredStatus::Running, now).await?;
-        store::events::append(
-            &mut tx,
-            scope,
-            "task.state_changed",
-            &task.id.to_string(),
-            json!({"cluster": task.cluster_name, "last_status": "PENDING", "launch_type": "MANAGED", "from_queue": true}),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(true))
+        let Some(Ok(p)) = plan.tasks.into_iter().next() else { return Ok(Queued::NoRoom) };
+        self.commit_queued(tx, scope, task, &rows, &p, &needs, &Default::default()).await
     }
 
     async fn place_queued_in_cluster(
@@ -587,67 +546,90 @@ impl App {
             );
             // Oldest first: if the oldest does not fit, the younger ones wait behind it.
             let Some(Ok(p)) = plan.tasks.into_iter().next() else { break };
-            let row = &rows[p.host_index];
-            let ports: Vec<u16> = needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect();
-            let mut used = row.ports_used.0.clone();
-            used.extend(&ports);
-            used.sort_unstable();
-            used.dedup();
-            // Placing moves the task from the pending quota to the running ones; an
-            // account at its running limit keeps its queue waiting, as for capacity.
-            let mut ledger = super::quotas::Ledger::open(
-                &mut tx,
-                scope,
-                self.quota_defaults(),
-                &[QuotaName::RunningTasks, QuotaName::RunningCpu, QuotaName::RunningMemory, QuotaName::PendingTasks],
-            )
-            .await?;
-            let running = super::quotas::placed_task(task.cpu, task.memory, false);
-            if ledger.room(&running, 1).0 == 0 {
-                break;
+            match self.commit_queued(tx, scope, &task, &rows, &p, &needs, &asked).await? {
+                Queued::Placed => placed += 1,
+                Queued::NoRoom => break,
+                Queued::Gone => continue,
             }
-            ledger.take(&running, 1);
-            ledger.give_back(&[(QuotaName::PendingTasks, 1)], 1);
-            ledger.save(&mut tx, scope).await?;
-            let now = store::now();
-            if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &used, now).await? {
-                break;
-            }
-            let decision = berth_api::hosts::PlacementDecision {
-                host_id: p.host,
-                strategy: asked.strategy.clone(),
-                constraints: asked.constraints.clone(),
-                hosts_considered: u32::try_from(rows.len()).unwrap_or(u32::MAX),
-                dynamic_host_ports: p.dynamic_ports.clone(),
-                decided_at: now,
-            };
-            if !store::tasks::assign_queued(
-                &mut tx,
-                scope,
-                task.task_id(),
-                task.version,
-                (p.host, &decision, &ports),
-                now,
-            )
-            .await?
-            {
-                // Stopped or placed meanwhile (by the user, or another replica).
-                continue;
-            }
-            store::assignments::append(&mut tx, scope, p.host, task.task_id(), DesiredStatus::Running, now).await?;
-            store::events::append(
-                &mut tx,
-                scope,
-                "task.state_changed",
-                &task.id.to_string(),
-                json!({"cluster": task.cluster_name, "last_status": "PENDING", "host_id": p.host.to_string(), "from_queue": true}),
-                now,
-            )
-            .await?;
-            tx.commit().await?;
-            placed += 1;
         }
         Ok(placed)
+    }
+}
+
+/// What placing one queued task came to.
+enum Queued {
+    Placed,
+    /// No room on the host after all, or a quota at its limit: try again next round.
+    NoRoom,
+    /// Stopped or placed meanwhile (by the user, or another replica).
+    Gone,
+}
+
+impl App {
+    /// Commits a queued task's placement on the planned host: moves it from
+    /// the pending quota to the running ones (an account at its limit keeps
+    /// waiting, as for capacity), reserves the host conditionally, assigns
+    /// the task and tells the host, all in `tx`, committed when placed.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit_queued(
+        &self,
+        mut tx: Tx,
+        scope: AccountScope,
+        task: &TaskRow,
+        rows: &[store::hosts::HostRow],
+        p: &berth_placement::Placement,
+        needs: &berth_placement::TaskNeeds,
+        asked: &store::tasks::PlacementSpec,
+    ) -> AppResult<Queued> {
+        let row = &rows[p.host_index];
+        let managed = task.is_managed();
+        let ports: Vec<u16> = needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()).collect();
+        let mut used = row.ports_used.0.clone();
+        used.extend(&ports);
+        used.sort_unstable();
+        used.dedup();
+        let mut ledger =
+            super::quotas::Ledger::open(&mut tx, scope, self.quota_defaults(), &super::quotas::PLACEMENT_QUOTAS)
+                .await?;
+        let running = super::quotas::placed_task(task.cpu, task.memory, managed);
+        if ledger.room(&running, 1).0 == 0 {
+            return Ok(Queued::NoRoom);
+        }
+        ledger.take(&running, 1);
+        ledger.give_back(&[(QuotaName::PendingTasks, 1)], 1);
+        ledger.save(&mut tx, scope).await?;
+        let now = store::now();
+        if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &used, now).await? {
+            return Ok(Queued::NoRoom);
+        }
+        let decision = berth_api::hosts::PlacementDecision {
+            host_id: p.host,
+            strategy: asked.strategy.clone(),
+            constraints: asked.constraints.clone(),
+            hosts_considered: u32::try_from(rows.len()).unwrap_or(u32::MAX),
+            dynamic_host_ports: p.dynamic_ports.clone(),
+            decided_at: now,
+        };
+        if !store::tasks::assign_queued(&mut tx, scope, task.task_id(), task.version, (p.host, &decision, &ports), now)
+            .await?
+        {
+            return Ok(Queued::Gone);
+        }
+        store::assignments::append(&mut tx, scope, p.host, task.task_id(), DesiredStatus::Running, now).await?;
+        store::events::append(
+            &mut tx,
+            scope,
+            "task.state_changed",
+            &task.id.to_string(),
+            json!({"cluster": task.cluster_name, "last_status": "PENDING", "from_queue": true,
+                   "launch_type": if managed { "MANAGED" } else { "EXTERNAL" },
+                   // A MANAGED task's host is the operator's, not the tenant's to see.
+                   "host_id": (!managed).then(|| p.host.to_string())}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Queued::Placed)
     }
 }
 
