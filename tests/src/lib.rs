@@ -204,6 +204,16 @@ impl TestServer {
         Self::start_with(testdb, config).await
     }
 
+    /// A server whose hosts heartbeat every second, are DISCONNECTED after 3 s
+    /// of silence and LOST after 4 s: host loss within a test's patience.
+    pub async fn with_quick_host_loss(backend: Backend) -> TestServer {
+        let testdb = TestDb::new(backend).await;
+        let mut config = test_config(&testdb.url);
+        config.agent.heartbeat_interval = std::time::Duration::from_secs(1);
+        config.agent.lost_timeout = std::time::Duration::from_secs(4);
+        Self::start_with(testdb, config).await
+    }
+
     pub async fn start_with(testdb: TestDb, config: ServerConfig) -> TestServer {
         let app = build_app(testdb.db.clone(), &config).await.expect("build app");
         let server = BoundServer::bind(app.clone(), &config).await.expect("bind");

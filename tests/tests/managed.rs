@@ -9,15 +9,11 @@ use std::time::Duration;
 
 use berth_api::hosts::Resources;
 use berth_tests::simulated::SimAgent;
-use berth_tests::{Backend, Client, TestDb, TestServer, on_both_backends, test_config};
+use berth_tests::{Backend, Client, TestServer, on_both_backends};
 use serde_json::{Value, json};
 
 async fn server(backend: Backend) -> TestServer {
-    let testdb = TestDb::new(backend).await;
-    let mut config = test_config(&testdb.url);
-    config.agent.heartbeat_interval = Duration::from_secs(1);
-    config.agent.lost_timeout = Duration::from_secs(4);
-    TestServer::start_with(testdb, config).await
+    TestServer::with_quick_host_loss(backend).await
 }
 
 /// A pool of the operator's with `n` simulated hosts of `cpu` units and 8 GiB each.

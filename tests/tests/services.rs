@@ -12,13 +12,8 @@ use serde_json::{Value, json};
 
 const SVC: &str = "/v1/clusters/prod/services";
 
-/// A server whose hosts are DISCONNECTED after 3 s of silence and LOST after 4 s.
 async fn server(backend: Backend) -> TestServer {
-    let testdb = TestDb::new(backend).await;
-    let mut config = test_config(&testdb.url);
-    config.agent.heartbeat_interval = Duration::from_secs(1);
-    config.agent.lost_timeout = Duration::from_secs(4);
-    TestServer::start_with(testdb, config).await
+    TestServer::with_quick_host_loss(backend).await
 }
 
 fn live_tasks(tasks: &Value) -> Vec<&Value> {

@@ -23,19 +23,23 @@ pub struct UsageRow {
     pub stopped_at: Option<OffsetDateTime>,
 }
 
+const COLUMNS: [ManagedUsage; 8] = [
+    ManagedUsage::TaskId,
+    ManagedUsage::AccountId,
+    ManagedUsage::ClusterName,
+    ManagedUsage::TaskDefinition,
+    ManagedUsage::Cpu,
+    ManagedUsage::Memory,
+    ManagedUsage::StartedAt,
+    ManagedUsage::StoppedAt,
+];
+
 /// Starts the task's record; a repeat (a replayed report) changes nothing.
 pub async fn open(tx: &mut Tx, task: &TaskRow, started_at: OffsetDateTime) -> StoreResult<()> {
     let stmt = Query::insert()
         .into_table(ManagedUsage::Table)
-        .columns([
-            ManagedUsage::TaskId,
-            ManagedUsage::AccountId,
-            ManagedUsage::ClusterName,
-            ManagedUsage::TaskDefinition,
-            ManagedUsage::Cpu,
-            ManagedUsage::Memory,
-            ManagedUsage::StartedAt,
-        ])
+        // Every column but stopped_at, which closing sets.
+        .columns(COLUMNS[..7].iter().copied())
         .values_panic([
             task.id.into(),
             task.account_id.into(),
@@ -72,16 +76,7 @@ pub async fn overlapping(
     to: OffsetDateTime,
 ) -> StoreResult<Vec<UsageRow>> {
     let mut stmt = Query::select()
-        .columns([
-            ManagedUsage::TaskId,
-            ManagedUsage::AccountId,
-            ManagedUsage::ClusterName,
-            ManagedUsage::TaskDefinition,
-            ManagedUsage::Cpu,
-            ManagedUsage::Memory,
-            ManagedUsage::StartedAt,
-            ManagedUsage::StoppedAt,
-        ])
+        .columns(COLUMNS)
         .from(ManagedUsage::Table)
         .and_where(Expr::col(ManagedUsage::StartedAt).lt(to))
         .cond_where(
