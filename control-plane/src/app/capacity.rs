@@ -9,8 +9,8 @@
 
 use berth_api::ClusterId;
 use berth_api::capacity::{
-    AccountUsage, CapacityPool, CreateCapacityPoolRequest, LaunchType, ListCapacityPoolsResponse,
-    ListTaskSizesResponse, TaskSize, UsageQuery, UsageRecord, UsageResponse,
+    AccountUsage, CapacityPool, CreateCapacityPoolRequest, ListCapacityPoolsResponse, ListTaskSizesResponse, TaskSize,
+    UsageQuery, UsageRecord, UsageResponse,
 };
 use berth_api::hosts::{PlacementConstraint, PlacementStrategy};
 use berth_api::task_definitions::{ContainerDefinition, NetworkMode, RegisterTaskDefinitionRequest};
@@ -147,11 +147,6 @@ pub(crate) fn not_a_pool(cluster: &ClusterRow) -> AppResult<()> {
         ));
     }
     Ok(())
-}
-
-/// Which launch type a stored value names.
-pub(crate) fn launch_type_of(s: &str) -> AppResult<LaunchType> {
-    LaunchType::parse(s).ok_or_else(|| AppError::Internal(format!("unknown launch type {s:?} in the store")))
 }
 
 async fn resolve_pool(tx: &mut Tx, scope: AccountScope, pool: &str) -> AppResult<ClusterRow> {

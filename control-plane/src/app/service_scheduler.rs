@@ -316,7 +316,7 @@ impl App {
         // The plan.
         let hosts = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
         let mut draining: Vec<uuid::Uuid> = hosts.iter().filter(|h| h.status == "DRAINING").map(|h| h.id).collect();
-        let launch_type = super::capacity::launch_type_of(&row.launch_type)?;
+        let launch_type = row.launch_type()?;
         if launch_type == berth_api::capacity::LaunchType::Managed {
             // The operator draining a pool's host moves MANAGED service tasks off it too.
             draining.extend(store::hosts::draining_shared(tx).await?);

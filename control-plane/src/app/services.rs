@@ -169,6 +169,7 @@ async fn to_wire(tx: &mut Tx, scope: AccountScope, row: ServiceRow) -> AppResult
         .into_iter()
         .map(|d| deployment_to_wire(d, row.primary(), &tasks, min_time))
         .collect::<AppResult<Vec<_>>>()?;
+    let launch_type = row.launch_type()?;
     Ok(Service {
         id: row.service_id(),
         cluster_id: row.cluster_id(),
@@ -176,7 +177,7 @@ async fn to_wire(tx: &mut Tx, scope: AccountScope, row: ServiceRow) -> AppResult
         name: row.name,
         status: store::parse_column(&row.status, "services.status", ServiceStatus::parse)?,
         scheduling_strategy: strategy,
-        launch_type: super::capacity::launch_type_of(&row.launch_type)?,
+        launch_type,
         task_definition_id: TaskDefinitionId(row.task_definition_id),
         task_definition: format!("{}:{}", row.family, row.revision),
         desired_count: u32::try_from(row.desired_count).unwrap_or(0),
@@ -523,7 +524,7 @@ impl App {
                     cause = Some("container_changes");
                     reason = Some(text);
                 }
-                let launch_type = super::capacity::launch_type_of(&row.launch_type)?;
+                let launch_type = row.launch_type()?;
                 launchable(&td, launch_type, &placement_strategy, &placement_constraints, app.managed_task_sizes())?;
                 if cause.is_none() && req.force_new_deployment {
                     cause = Some("force_new_deployment");

@@ -362,14 +362,9 @@ pub(crate) async fn place_managed(
     spec: &berth_placement::Spec,
 ) -> AppResult<(Vec<store::hosts::HostRow>, berth_placement::Plan)> {
     let mut best: Option<(Vec<store::hosts::HostRow>, berth_placement::Plan)> = None;
-    for pool in store::clusters::pools(tx).await? {
-        store::clusters::lock_for_placement(
-            tx,
-            AccountScope::new(berth_api::AccountId(pool.account_id)),
-            pool.cluster_id(),
-        )
-        .await?;
-        let rows = store::hosts::of_pool(tx, pool.cluster_id()).await?;
+    for (pool, operator) in store::clusters::pool_order(tx).await? {
+        store::clusters::lock_for_placement(tx, operator, pool).await?;
+        let rows = store::hosts::of_pool(tx, pool).await?;
         // Spread by host over the account's own tasks: one tenant's tasks
         // spread out, whatever other tenants run.
         let ids: Vec<uuid::Uuid> = rows.iter().map(|h| h.id).collect();

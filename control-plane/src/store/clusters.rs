@@ -117,6 +117,30 @@ pub async fn pools(tx: &mut Tx) -> StoreResult<Vec<ClusterRow>> {
     tx.fetch_all(&stmt).await
 }
 
+/// The capacity pools as placement tries them (priority, then age): each
+/// pool's id and the operator account it belongs to, and nothing to count,
+/// since every MANAGED launch reads it.
+pub async fn pool_order(tx: &mut Tx) -> StoreResult<Vec<(ClusterId, AccountScope)>> {
+    #[derive(FromRow)]
+    struct Row {
+        id: Uuid,
+        account_id: Uuid,
+    }
+    let stmt = Query::select()
+        .columns([Clusters::Id, Clusters::AccountId])
+        .from(Clusters::Table)
+        .and_where(Expr::col(Clusters::PoolPriority).is_not_null())
+        .order_by(Clusters::PoolPriority, Order::Asc)
+        .order_by(Clusters::Id, Order::Asc)
+        .to_owned();
+    Ok(tx
+        .fetch_all::<Row, _>(&stmt)
+        .await?
+        .into_iter()
+        .map(|r| (ClusterId(r.id), AccountScope::new(berth_api::AccountId(r.account_id))))
+        .collect())
+}
+
 /// Clusters in id (creation) order, after `after` when given; capacity
 /// pools are listed as pools, not here.
 pub async fn list(

@@ -51,6 +51,9 @@ impl ServiceRow {
     pub fn primary(&self) -> DeploymentId {
         DeploymentId(self.primary_deployment_id)
     }
+    pub fn launch_type(&self) -> StoreResult<berth_api::capacity::LaunchType> {
+        super::parse_column(&self.launch_type, "services.launch_type", berth_api::capacity::LaunchType::parse)
+    }
 }
 
 #[derive(Clone, Debug, FromRow)]
