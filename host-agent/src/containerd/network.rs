@@ -265,9 +265,8 @@ pub async fn tear_down(
 /// plugin's iptables runs per start and per stop, the largest part of a
 /// task's network set-up. Checked once per bridge per agent process.
 async fn masquerade(bridge: &str, subnet: &str) -> Result<(), RuntimeError> {
-    static DONE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
-    let done = DONE.get_or_init(Default::default);
-    if done.lock().map(|d| d.contains(bridge)).unwrap_or(false) {
+    let key = format!("masquerade {bridge}");
+    if already_set_up(&key) {
         return Ok(());
     }
     let rule = ["POSTROUTING", "-s", subnet, "!", "-o", bridge, "-j", "MASQUERADE"];
@@ -281,10 +280,25 @@ async fn masquerade(bridge: &str, subnet: &str) -> Result<(), RuntimeError> {
     if !present {
         run(Command::new("iptables").args(["-w", "-t", "nat", "-A"]).args(rule), "iptables masquerade").await?;
     }
-    if let Ok(mut d) = done.lock() {
-        d.insert(bridge.to_owned());
-    }
+    set_up_done(key);
     Ok(())
+}
+
+/// The host-wide rules this agent process has already checked or added
+/// (iptables runs are the slow part of a task's start; the rules outlive tasks).
+fn set_up_rules() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
+    static DONE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> = std::sync::OnceLock::new();
+    DONE.get_or_init(Default::default)
+}
+
+fn already_set_up(key: &str) -> bool {
+    set_up_rules().lock().map(|d| d.contains(key)).unwrap_or(false)
+}
+
+fn set_up_done(key: String) {
+    if let Ok(mut d) = set_up_rules().lock() {
+        d.insert(key);
+    }
 }
 
 /// The bridge and subnet a task's network is on.
@@ -299,6 +313,10 @@ fn bridge_of(config: &NetworkConfig, network: &TaskNetwork) -> (String, String) 
 async fn isolate(config: &NetworkConfig, bridge: &str) -> Result<(), RuntimeError> {
     const STAGE1: &str = "BERTH-ISOLATION-1";
     const STAGE2: &str = "BERTH-ISOLATION-2";
+    let key = format!("isolation {bridge}");
+    if already_set_up(&key) {
+        return Ok(());
+    }
     for chain in [STAGE1, STAGE2] {
         // Fails when the chain exists, which is fine.
         let _ = Command::new("iptables").args(["-w", "-N", chain]).stderr(Stdio::null()).status().await;
@@ -321,6 +339,7 @@ async fn isolate(config: &NetworkConfig, bridge: &str) -> Result<(), RuntimeErro
         ensure(s(&[STAGE1, "-i", b, "!", "-o", b, "-j", STAGE2]), false).await?;
         ensure(s(&[STAGE2, "-o", b, "-j", "DROP"]), false).await?;
     }
+    set_up_done(key);
     Ok(())
 }
 
