@@ -4,6 +4,38 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+/// Every event type the control plane writes.
+pub const EVENT_TYPES: &[&str] = &[
+    "access_key.created",
+    "access_key.deactivated",
+    "access_key.deleted",
+    "access_key.reactivated",
+    "account.reactivated",
+    "account.suspended",
+    "capacity_pool.created",
+    "cluster.created",
+    "cluster.deleted",
+    "cluster.updated",
+    "deployment.state_changed",
+    "host.attributes_changed",
+    "host.deregistered",
+    "host.disconnected",
+    "host.draining",
+    "host.lost",
+    "host.registered",
+    "registration_token.created",
+    "registration_token.revoked",
+    "service.created",
+    "service.deleted",
+    "service.draining",
+    "service.event",
+    "service.updated",
+    "task.state_changed",
+    "task_definition.deleted",
+    "task_definition.deregistered",
+    "task_definition.registered",
+];
+
 /// One entry of an account's event log. `sequence` is strictly increasing
 /// within the account and is the cursor to resume from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]

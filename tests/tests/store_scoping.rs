@@ -93,7 +93,7 @@ async fn populate(db: &Db, name: &str) -> (AccountScope, ClusterId, TaskDefiniti
     )
     .await
     .expect("task");
-    store::events::append(&mut tx, scope, "test.event", &task.to_string(), serde_json::json!({}), now)
+    store::events::append(&mut tx, scope, "task.state_changed", &task.to_string(), serde_json::json!({}), now)
         .await
         .expect("event");
     tx.commit().await.expect("commit");

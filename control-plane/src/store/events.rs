@@ -64,6 +64,12 @@ pub async fn append_many(
         ])
         .to_owned();
     for e in events {
+        // The console subscribes to every published type by name: a new one must be listed.
+        debug_assert!(
+            berth_api::events::EVENT_TYPES.contains(&e.event_type),
+            "event type {} is missing from berth_api::events::EVENT_TYPES",
+            e.event_type
+        );
         insert.values_panic([
             scope.uuid().into(),
             e.event_type.into(),
