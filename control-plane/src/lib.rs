@@ -7,10 +7,12 @@
 //! - [`auth`]: who is calling (SigV4, sessions, host credentials) and the policy.
 //! - [`placement`]: the pure placement engine.
 //! - [`reconcilers`]: the loops that keep services at their desired state.
+//! - [`console`]: the web console, server-rendered over the same app calls.
 
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod http;
 pub mod ratelimit;
 pub mod reconcilers;

@@ -17,6 +17,9 @@
 //!   on 100 simulated hosts, a rolling deployment of all 1,000 (health
 //!   immediate: `min_healthy_time_seconds` 0), and the scale-down to 0; the
 //!   scheduler's tasks per second and the time of each step.
+//! - `e2e.console.1k_tasks`: the web console's pages with a service of 1,000
+//!   RUNNING tasks on 10 simulated hosts: each page's time from request to
+//!   the last byte, p50 and p99 over 20 loads (the goal is under 200 ms).
 //! - `e2e.noisy_neighbor`: with the default rate limits, one tenant floods
 //!   reads from 64 connections while another reads steadily; the quiet
 //!   tenant's latency alone and during the flood, side by side.
@@ -481,6 +484,55 @@ async fn noisy_neighbor() {
     server.stop().await;
 }
 
+async fn console_1k_tasks() {
+    const HOSTS: u32 = 10;
+    const TASKS: i64 = 1000;
+    const LOADS: usize = 20;
+    let server = Server::start(5).await;
+    let token = server.prepare().await;
+    let state = tempfile::tempdir().expect("tempdir");
+    let mut agent = server.agent(&token, HOSTS, state.path());
+    server
+        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS), Duration::from_secs(120))
+        .await;
+    server
+        .operator
+        .post("/v1/clusters/bench/services", json!({"name": "web", "task_definition": "app", "desired_count": TASKS}))
+        .await
+        .expect(201);
+    server.wait_for("SELECT COUNT(*) FROM tasks WHERE last_status = 'RUNNING'", TASKS, Duration::from_secs(600)).await;
+    let mut console = berth_tests::console::ConsoleClient::at(&server.url);
+    let (key, secret) = berth_tests::console::key_of(&server.operator);
+    assert_eq!(console.sign_in(&key, &secret).await.status.as_u16(), 303, "signed in");
+    let tasks = server.operator.get("/v1/clusters/bench/tasks?limit=1").await.expect(200);
+    let task = tasks["tasks"][0]["id"].as_str().expect("a task").to_owned();
+    let host = tasks["tasks"][0]["host_id"].as_str().expect("its host").to_owned();
+    let pages = [
+        ("overview", "/console".to_owned()),
+        ("cluster", "/console/clusters/bench".to_owned()),
+        ("tasks", "/console/clusters/bench/tasks?status=RUNNING".to_owned()),
+        ("task", format!("/console/clusters/bench/tasks/{task}")),
+        ("host", format!("/console/clusters/bench/hosts/{host}")),
+        ("service", "/console/clusters/bench/services/web".to_owned()),
+        ("events", "/console/events".to_owned()),
+    ];
+    let name = "e2e.console.1k_tasks";
+    for (page, path) in &pages {
+        let mut times = Vec::new();
+        for _ in 0..LOADS {
+            let t = Instant::now();
+            let loaded = console.get(path).await;
+            times.push(t.elapsed());
+            assert_eq!(loaded.status.as_u16(), 200, "{path}: {}", loaded.html);
+        }
+        times.sort();
+        println!("BENCH {name} {page}_p50_ms={:.1}", percentile(&times, 0.50));
+        println!("BENCH {name} {page}_p99_ms={:.1}", percentile(&times, 0.99));
+    }
+    let _ = agent.kill().await;
+    server.stop().await;
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -494,6 +546,9 @@ async fn main() {
     }
     if run("services") {
         services_100_hosts().await;
+    }
+    if run("console") {
+        console_1k_tasks().await;
     }
     if run("noisy_neighbor") {
         noisy_neighbor().await;

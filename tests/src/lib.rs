@@ -6,6 +6,8 @@
 //! `cargo xtask test`, which installs and starts it.
 
 pub mod bench;
+pub mod browser;
+pub mod console;
 pub mod containers;
 pub mod simulated;
 

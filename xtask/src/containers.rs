@@ -54,6 +54,9 @@ pub fn needs() -> Vec<Need> {
         Need::binary("docker-registry", "docker-registry", &[]),
         Need::binary("skopeo", "skopeo", &[]),
         Need::binary("busybox", "busybox-static", &[]),
+        // The console's browser tests.
+        Need::binary("chromium", "chromium", &[]),
+        Need::binary("chromedriver", "chromium-driver", &[]),
         // bcrypt for the private registry's htpasswd file.
         Need::binary("htpasswd", "apache2-utils", &[]),
     ]

@@ -635,6 +635,25 @@ impl App {
         Ok(ListTasksResponse { tasks: rows.into_iter().map(to_wire).collect::<AppResult<_>>()?, next_token })
     }
 
+    /// How many of the cluster's tasks are in each status, in lifecycle order.
+    pub async fn count_tasks_by_status(
+        &self,
+        principal: &Principal,
+        cluster: &str,
+    ) -> AppResult<Vec<(TaskStatus, i64)>> {
+        authorize(principal, Action::ReadTask, None)?;
+        let scope = principal.scope();
+        let mut tx = self.db().begin_read().await?;
+        let cluster = clusters::resolve(&mut tx, scope, cluster).await?;
+        authorize(principal, Action::ReadTask, Some(&cluster.name))?;
+        let counts = store::tasks::count_by_status(&mut tx, scope, cluster.cluster_id()).await?;
+        tx.rollback().await?;
+        Ok(TaskStatus::ALL
+            .into_iter()
+            .map(|status| (status, counts.iter().find(|(s, _)| s == status.as_str()).map_or(0, |(_, n)| *n)))
+            .collect())
+    }
+
     pub async fn get_task(&self, principal: &Principal, cluster: &str, task: &str) -> AppResult<Task> {
         authorize(principal, Action::ReadTask, None)?;
         let mut tx = self.db().begin_read().await?;

@@ -85,9 +85,7 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     let auth = app.auth();
     let authorization = parts.headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     if let Some(token) = authorization.and_then(|a| a.strip_prefix("Bearer ")) {
-        let claims = auth.sessions.verify(app.db(), token.trim()).await?;
-        let found = active_key(app, &claims.sub, true).await?;
-        return principal_from_key(app, found, true, source_ip);
+        return authenticate_session(app, token.trim(), source_ip).await;
     }
     let presented = match sigv4::parse(&parts.uri, &parts.headers)? {
         Some(p) => p,
@@ -114,6 +112,40 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     let secret = String::from_utf8(secret).map_err(|_| AppError::Internal("stored secret is not UTF-8".into()))?;
     presented.verify(parts.method.as_str(), &parts.uri, &parts.headers, body, &secret)?;
     // The key row already read is reused: one read of it per request.
+    principal_from_key(app, found, false, source_ip)
+}
+
+/// Authenticates a session token, from a Bearer header or the console's cookie.
+pub async fn authenticate_session(app: &App, token: &str, source_ip: Option<&str>) -> AppResult<Principal> {
+    let claims = app.auth().sessions.verify(app.db(), token).await?;
+    let found = active_key(app, &claims.sub, true).await?;
+    principal_from_key(app, found, true, source_ip)
+}
+
+/// Authenticates an access key by its secret, as the console's sign-in form
+/// presents it. Every failure reads the same, so the form does not tell an
+/// attacker which half was wrong.
+pub async fn authenticate_secret(
+    app: &App,
+    access_key_id: &str,
+    secret: &str,
+    source_ip: Option<&str>,
+) -> AppResult<Principal> {
+    let wrong = || AppError::auth(ErrorCode::InvalidAccessKeyId, "the access key id or the secret is wrong");
+    let found = match active_key(app, access_key_id, false).await {
+        Ok(found) => found,
+        Err(AppError::Auth { .. }) => return Err(wrong()),
+        Err(e) => return Err(e),
+    };
+    let key = &found.key;
+    let stored = app
+        .auth()
+        .keyring
+        .decrypt(&key.master_key_id, &key.secret_ciphertext)
+        .map_err(|e| AppError::Internal(format!("access key {}: {e}", key.access_key_id)))?;
+    if !bool::from(stored.as_slice().ct_eq(secret.as_bytes())) {
+        return Err(wrong());
+    }
     principal_from_key(app, found, false, source_ip)
 }
 

@@ -201,7 +201,7 @@ pub async fn authenticate_host(State(state): State<AppState>, mut req: Request, 
 
 /// Takes a token from the account's bucket for the class: the `RateLimit-*`
 /// headers for the response, or the 429 to answer with.
-fn rate_limited(
+pub(crate) fn rate_limited(
     state: &AppState,
     account: berth_api::AccountId,
     class: RateLimitClass,
@@ -223,10 +223,12 @@ fn rate_limited(
 }
 
 /// Abandons a request that runs past the per-request timeout with a specific
-/// error (the transaction it was in rolls back). The event stream is exempt:
-/// it is meant to stay open.
+/// error (the transaction it was in rolls back). Event streams and followed
+/// logs are exempt: they are meant to stay open.
 pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/v1/events/stream" {
+    let path = req.uri().path();
+    let follows_logs = path.ends_with("/logs") && req.uri().query().is_some_and(|q| q.contains("follow=true"));
+    if path == "/v1/events/stream" || path == "/console/events/stream" || follows_logs {
         return next.run(req).await;
     }
     let limit = state.app.limits().request_timeout;

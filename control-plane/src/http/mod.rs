@@ -190,6 +190,7 @@ fn build(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
         OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(agent).merge(system_routes()).split_for_parts();
     let timeout = axum::middleware::from_fn_with_state(state.clone(), middleware::request_timeout);
     let router = router
+        .merge(crate::console::routes(state.clone()))
         .fallback(middleware::not_found)
         .with_state(state)
         .layer(timeout)

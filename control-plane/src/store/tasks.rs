@@ -271,6 +271,25 @@ pub async fn group_counts_by_host(
     Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.host_id.map(|h| (h, r.n))).collect())
 }
 
+/// How many of the cluster's tasks are in each last status (stopped ones
+/// included until retention removes them).
+pub async fn count_by_status(tx: &mut Tx, scope: AccountScope, cluster: ClusterId) -> StoreResult<Vec<(String, i64)>> {
+    #[derive(FromRow)]
+    struct Row {
+        last_status: String,
+        n: i64,
+    }
+    let stmt = Query::select()
+        .column(Tasks::LastStatus)
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::ClusterId).eq(cluster.0))
+        .group_by_col(Tasks::LastStatus)
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| (r.last_status, r.n)).collect())
+}
+
 /// Ids of the tasks not STOPPED on a host, of whatever account: a shared
 /// host's agent runs many accounts' tasks, and only its own host's.
 pub async fn live_on_host(tx: &mut Tx, host: HostId) -> StoreResult<Vec<TaskId>> {
