@@ -142,6 +142,7 @@ fn dev_writes_credentials_and_the_default_profile() {
     let profile_text = std::fs::read_to_string(&profile).expect("profile");
     assert_eq!(value(&profile_text, "secret_access_key"), secret);
     assert!(output.contains("endpoint:") && output.contains(&creds.display().to_string()), "{output}");
+    assert!(output.contains("console:") && output.contains("/console"), "{output}");
     assert!(!output.contains(&secret));
 }
 

@@ -180,6 +180,58 @@ async fn a_read_only_key_sees_no_actions_and_is_refused_anyway() {
     s.stop().await;
 }
 
+/// Draining a host, and deploying another revision of a service, from their pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_a_host_and_deploy_a_revision() {
+    let s = TestServer::start(Backend::Postgres).await;
+    let acme = s.tenant("acme").await;
+    acme.create_cluster("web").await;
+    let host = acme.add_host("web", 2048, 2048, json!({})).await;
+    let host_id = host["host_id"].as_str().expect("host id").to_owned();
+    for memory in [64, 96] {
+        acme.post(
+            "/v1/task-definitions",
+            json!({"family": "hello", "container_definitions":
+            [{"name": "main", "image": "busybox", "memory": memory}]}),
+        )
+        .await
+        .expect(201);
+    }
+    acme.post("/v1/clusters/web/services", json!({"name": "api", "task_definition": "hello:1", "desired_count": 1}))
+        .await
+        .expect(201);
+    let browser = ConsoleClient::signed_in(&s, &acme).await;
+
+    let service = browser.get("/console/clusters/web/services/api").await.expect(200);
+    assert!(service.html.contains("<option value=\"hello:2\""), "the revisions are offered: {}", service.html);
+    let version = service.input("version").expect("version");
+    let page = browser
+        .post(
+            "/console/clusters/web/services/api/deploy",
+            &service,
+            &[("task_definition", "hello:2"), ("version", &version)],
+        )
+        .await
+        .expect(303);
+    assert_eq!(page.location.as_deref(), Some("/console/clusters/web/services/api"));
+    let api = acme.get("/v1/clusters/web/services/api").await.expect(200);
+    assert_eq!(api["task_definition"], "hello:2", "{api}");
+    let service = browser.get("/console/clusters/web/services/api").await.expect(200);
+    assert!(service.html.contains("hello:2</td>") || service.html.contains("hello:2 "), "{}", service.html);
+    let page =
+        browser.post("/console/clusters/web/services/api/deploy", &service, &[("task_definition", "nosuch:9")]).await;
+    assert_eq!(page.status.as_u16(), 404, "{}", page.html);
+
+    let host_page = browser.get(&format!("/console/clusters/web/hosts/{host_id}")).await.expect(200);
+    assert!(host_page.html.contains("Drain"), "{}", host_page.html);
+    browser.post(&format!("/console/clusters/web/hosts/{host_id}/drain"), &host_page, &[]).await.expect(303);
+    let h = acme.get(&format!("/v1/clusters/web/hosts/{host_id}")).await.expect(200);
+    assert_eq!(h["status"], "DRAINING", "{h}");
+    let host_page = browser.get(&format!("/console/clusters/web/hosts/{host_id}")).await.expect(200);
+    assert!(!host_page.html.contains("aria-label=\"Drain host"), "no drain button on a draining host");
+    s.stop().await;
+}
+
 /// Another account's cluster, task or host is a 404 page that shows nothing of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_accounts_resources_are_not_found() {

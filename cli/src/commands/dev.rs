@@ -137,6 +137,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     println!("  database:    {}", data_dir.join("berth.db").display());
     println!("  credentials: {} (access key {})", creds_path.display(), profile.access_key_id);
     println!("  host agent:  {agent_line}");
+    println!("  console:     {endpoint}/console (sign in with the access key and secret in the credentials file)");
     println!("Try (the CLI uses the profile written above; the README has the whole tour):");
     println!("  berth hosts list");
     println!("  berth clusters list -o json");
