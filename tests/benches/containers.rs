@@ -12,6 +12,13 @@
 //!   RUNNING, one task at a time, 50 tasks, the image already on the host;
 //!   measured from the task's `created_at` to its `running_at` (both stamped
 //!   by the control plane).
+//! - `containers.floor.ctr_parallel_100`: 100 `ctr run -d` started at once on
+//!   the same containerd, until every one has returned (its container
+//!   started): what containerd, its shims and runc need for 100 containers on
+//!   this machine, with no orchestrator and no network.
+//! - `containers.converge.100`: a service of 100 tasks on the one real agent,
+//!   from the service's creation to its last task's `running_at`, and the
+//!   scale back to 0.
 
 use std::time::{Duration, Instant};
 
@@ -60,6 +67,91 @@ async fn run_task_cached(h: &ClusterWithAgent) -> Vec<f64> {
     ms
 }
 
+/// Seconds for 100 `ctr run -d` started together to return.
+fn ctr_parallel_floor(socket: &std::path::Path, image: &str) -> f64 {
+    let ids: Vec<String> = (0..100).map(|i| format!("floorp-{}-{i}", std::process::id())).collect();
+    let started = Instant::now();
+    let children: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            std::process::Command::new("ctr")
+                .arg("-a")
+                .arg(socket)
+                .args([
+                    "-n",
+                    "berth-floor",
+                    "run",
+                    "-d",
+                    image,
+                    id,
+                    "sh",
+                    "-c",
+                    "trap 'exit 0' TERM; while true; do sleep 1; done",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("ctr run -d")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("ctr run");
+        assert!(out.status.success(), "ctr run -d: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for id in &ids {
+        let ctr = |args: &[&str]| {
+            let _ =
+                std::process::Command::new("ctr").arg("-a").arg(socket).args(["-n", "berth-floor"]).args(args).output();
+        };
+        ctr(&["tasks", "kill", "-s", "KILL", id]);
+        ctr(&["tasks", "rm", "-f", id]);
+        ctr(&["containers", "rm", id]);
+    }
+    secs
+}
+
+/// Seconds from a 100-task service's creation to its last task RUNNING, and
+/// from the scale to 0 until every task has stopped.
+async fn converge_100(h: &ClusterWithAgent) -> (f64, f64) {
+    let c = &h.tenant;
+    let created = c
+        .post(
+            "/v1/clusters/prod/services",
+            json!({"name": "converge", "task_definition": "bench", "desired_count": 100}),
+        )
+        .await
+        .expect(201);
+    let converged =
+        c.wait_for("/v1/clusters/prod/services/converge", "100 RUNNING", 300, |s| s["running_count"] == 100).await;
+    let _ = converged;
+    let tasks = c.get("/v1/clusters/prod/tasks?desired_status=RUNNING&limit=100").await.expect(200);
+    let last = tasks["tasks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| millis_between(&json!({"a": created["created_at"], "b": t["running_at"]}), "a", "b"))
+        .fold(0.0, f64::max);
+    let down = Instant::now();
+    c.patch("/v1/clusters/prod/services/converge", json!({"desired_count": 0})).await.expect(200);
+    c.wait_for("/v1/clusters/prod/services/converge", "0 tasks", 300, |s| {
+        s["running_count"] == 0 && s["pending_count"] == 0
+    })
+    .await;
+    for status in ["PENDING", "RUNNING", "STOPPING"] {
+        let path = format!("/v1/clusters/prod/tasks?last_status={status}&limit=1");
+        c.wait_for(&path, "every task STOPPED", 300, |t| t["tasks"] == json!([])).await;
+    }
+    (last / 1000.0, down.elapsed().as_secs_f64())
+}
+
+fn print_converge(name: &str, up: f64, down: f64, floor: f64) {
+    println!("BENCH {name} seconds={up:.2}");
+    println!("BENCH {name} tasks_per_s={:.1}", 100.0 / up);
+    println!("BENCH {name} scale_to_zero_seconds={down:.2}");
+    println!("BENCH {name} vs_parallel_floor={:.2}", up / floor);
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -67,6 +159,26 @@ async fn main() {
     let started = Instant::now();
     report("containers.floor.ctr_run_rm", ctr_run_floor(&h.env.socket, &h.env.image));
     report("containers.run_task.cached_image", run_task_cached(&h).await);
+    let wanted: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if wanted.is_empty() || wanted.iter().any(|w| "converge".contains(w.as_str()) || w.contains("converge")) {
+        let floor = ctr_parallel_floor(&h.env.socket, &h.env.image);
+        println!("BENCH containers.floor.ctr_parallel_100 seconds={floor:.2}");
+        let (up, down) = converge_100(&h).await;
+        print_converge("containers.converge.100", up, down, floor);
+        // The same on SQLite, the store `berth dev` uses.
+        let lite = ClusterWithAgent::start_on(berth_tests::Backend::Sqlite).await;
+        register(
+            &lite.tenant,
+            &lite.env,
+            "bench",
+            json!({"container_definitions": [{"name": "app", "memory": 16,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
+        )
+        .await;
+        let (up, down) = converge_100(&lite).await;
+        print_converge("containers.converge.100.sqlite", up, down, floor);
+        lite.finish().await;
+    }
     eprintln!("containers benchmark took {:.0} s", started.elapsed().as_secs_f64());
     tokio::time::sleep(Duration::from_millis(100)).await;
     h.finish().await;

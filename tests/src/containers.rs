@@ -152,8 +152,12 @@ pub struct ClusterWithAgent {
 
 impl ClusterWithAgent {
     pub async fn start() -> ClusterWithAgent {
+        Self::start_on(crate::Backend::Postgres).await
+    }
+
+    pub async fn start_on(backend: crate::Backend) -> ClusterWithAgent {
         let env = ContainerEnv::from_env();
-        let server = TestServer::start(crate::Backend::Postgres).await;
+        let server = TestServer::start(backend).await;
         let tenant = server.tenant("acme").await;
         tenant.create_cluster("prod").await;
         let agent = InProcessAgent::start(&server, &tenant, "prod", &env).await;

@@ -56,7 +56,14 @@ pub struct ImageStore {
     insecure_registries: Vec<String>,
     /// One pull per image name at a time, so two tasks of one image share the work.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// When each image's last-used label was last written by this agent.
+    touched: std::sync::Mutex<HashMap<String, std::time::Instant>>,
 }
+
+/// The last-used label only orders images for garbage collection (which
+/// keeps anything used within hours): writing it once a minute is enough,
+/// and saves containerd a metadata write for every task started.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 fn pull_error(image: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::CannotPullImage(format!("{image}: {e}"))
@@ -64,7 +71,7 @@ fn pull_error(image: &str, e: impl std::fmt::Display) -> RuntimeError {
 
 impl ImageStore {
     pub fn new(ctr: Containerd, http: reqwest::Client, insecure_registries: Vec<String>) -> Self {
-        ImageStore { ctr, http, insecure_registries, locks: Default::default() }
+        ImageStore { ctr, http, insecure_registries, locks: Default::default(), touched: Default::default() }
     }
 
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -81,12 +88,18 @@ impl ImageStore {
     ) -> Result<ReadyImage, RuntimeError> {
         let image = ImageReference::parse(reference).map_err(|e| pull_error(reference, e))?;
         let name = image.to_string();
+        // A digest names exactly one image: what is here is what was asked for.
+        let local_will_do = policy == PullPolicy::IfNotPresent || image.digest.is_some();
+        // Tasks of an image the host has need no lock: a hundred of them
+        // starting together would otherwise check the store one at a time.
+        if local_will_do && let Some(ready) = self.local(&name).await? {
+            self.touch(&name).await;
+            return Ok(ready);
+        }
         let lock = self.lock_for(&name);
         let _held = lock.lock().await;
-        // A digest names exactly one image: what is here is what was asked for.
-        if (policy == PullPolicy::IfNotPresent || image.digest.is_some())
-            && let Some(ready) = self.local(&name).await?
-        {
+        // Another task may have pulled it while this one waited for the lock.
+        if local_will_do && let Some(ready) = self.local(&name).await? {
             self.touch(&name).await;
             return Ok(ready);
         }
@@ -453,6 +466,14 @@ impl ImageStore {
 
     /// Marks the image as used now, for garbage collection by age.
     pub async fn touch(&self, name: &str) {
+        {
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if touched.get(name).is_some_and(|at| now.duration_since(*at) < TOUCH_EVERY) {
+                return;
+            }
+            touched.insert(name.to_owned(), now);
+        }
         let image = Image {
             name: name.to_owned(),
             labels: HashMap::from([(LAST_USED.to_owned(), now_seconds())]),
