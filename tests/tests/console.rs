@@ -3,7 +3,7 @@
 //! errors and idempotent forms. `console_browser.rs` drives a real Chromium.
 
 use berth_tests::console::{ConsoleClient, key_of};
-use berth_tests::{Backend, TestServer, on_both_backends};
+use berth_tests::{Backend, Client, TestServer, on_both_backends};
 use serde_json::json;
 
 /// How many forms on a page post something, not counting sign-out.
@@ -50,13 +50,7 @@ async fn sign_in_and_forms(backend: Backend) {
     assert!(bad.html.contains("name"), "the field is named: {}", bad.html);
 
     acme.add_host("web", 1024, 1024, json!({})).await;
-    acme.post(
-        "/v1/task-definitions",
-        json!({"family": "hello", "container_definitions":
-        [{"name": "main", "image": "busybox", "memory": 64}]}),
-    )
-    .await
-    .expect(201);
+    register_hello(&acme, 64).await;
 
     // The same rendering of the run form sent twice runs one task.
     let tasks_page = browser.get("/console/clusters/web/tasks").await.expect(200);
@@ -130,23 +124,34 @@ async fn sign_in_and_forms(backend: Backend) {
 
 on_both_backends!(sign_in_and_forms);
 
-/// A read-only key sees no buttons, and the server refuses the action anyway.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_key_sees_no_actions_and_is_refused_anyway() {
-    let s = TestServer::start(Backend::Postgres).await;
+/// The tenant `acme` with a cluster `web`, a host (without an agent: tasks
+/// stay PENDING) and one task of `hello` on it: (client, host id, task id).
+async fn acme_with_a_task(s: &TestServer) -> (Client, String, String) {
     let acme = s.tenant("acme").await;
     acme.create_cluster("web").await;
     let host = acme.add_host("web", 2048, 2048, json!({})).await;
     let host_id = host["host_id"].as_str().expect("host id").to_owned();
-    acme.post(
+    register_hello(&acme, 64).await;
+    let run = acme.post("/v1/clusters/web/tasks", json!({"task_definition": "hello"})).await.expect(201);
+    let task = run["tasks"][0]["id"].as_str().expect("task").to_owned();
+    (acme, host_id, task)
+}
+
+/// Registers the next revision of `hello`, one container of `memory` MiB.
+async fn register_hello(c: &Client, memory: u32) {
+    c.post(
         "/v1/task-definitions",
-        json!({"family": "hello", "container_definitions":
-        [{"name": "main", "image": "busybox", "memory": 64}]}),
+        json!({"family": "hello", "container_definitions": [{"name": "main", "image": "busybox", "memory": memory}]}),
     )
     .await
     .expect(201);
-    let run = acme.post("/v1/clusters/web/tasks", json!({"task_definition": "hello"})).await.expect(201);
-    let task = run["tasks"][0]["id"].as_str().expect("task").to_owned();
+}
+
+/// A read-only key sees no buttons, and the server refuses the action anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_key_sees_no_actions_and_is_refused_anyway() {
+    let s = TestServer::start(Backend::Postgres).await;
+    let (acme, host_id, task) = acme_with_a_task(&s).await;
     acme.post("/v1/clusters/web/services", json!({"name": "api", "task_definition": "hello", "desired_count": 1}))
         .await
         .expect(201);
@@ -189,13 +194,7 @@ async fn drain_a_host_and_deploy_a_revision() {
     let host = acme.add_host("web", 2048, 2048, json!({})).await;
     let host_id = host["host_id"].as_str().expect("host id").to_owned();
     for memory in [64, 96] {
-        acme.post(
-            "/v1/task-definitions",
-            json!({"family": "hello", "container_definitions":
-            [{"name": "main", "image": "busybox", "memory": memory}]}),
-        )
-        .await
-        .expect(201);
+        register_hello(&acme, memory).await;
     }
     acme.post("/v1/clusters/web/services", json!({"name": "api", "task_definition": "hello:1", "desired_count": 1}))
         .await
@@ -236,19 +235,7 @@ async fn drain_a_host_and_deploy_a_revision() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_accounts_resources_are_not_found() {
     let s = TestServer::start(Backend::Postgres).await;
-    let acme = s.tenant("acme").await;
-    acme.create_cluster("web").await;
-    let host = acme.add_host("web", 2048, 2048, json!({})).await;
-    let host_id = host["host_id"].as_str().expect("host id").to_owned();
-    acme.post(
-        "/v1/task-definitions",
-        json!({"family": "hello", "container_definitions":
-        [{"name": "main", "image": "busybox", "memory": 64}]}),
-    )
-    .await
-    .expect(201);
-    let run = acme.post("/v1/clusters/web/tasks", json!({"task_definition": "hello"})).await.expect(201);
-    let task = run["tasks"][0]["id"].as_str().expect("task").to_owned();
+    let (_acme, host_id, task) = acme_with_a_task(&s).await;
 
     let globex = s.tenant("globex").await;
     globex.create_cluster("web").await;
@@ -318,13 +305,7 @@ async fn the_task_list_pages_and_filters() {
     let s = TestServer::start(Backend::Postgres).await;
     let acme = s.tenant("acme").await;
     acme.create_cluster("web").await;
-    acme.post(
-        "/v1/task-definitions",
-        json!({"family": "hello", "container_definitions":
-        [{"name": "main", "image": "busybox", "memory": 64}]}),
-    )
-    .await
-    .expect(201);
+    register_hello(&acme, 64).await;
     for _ in 0..15 {
         acme.post("/v1/clusters/web/tasks", json!({"task_definition": "hello", "count": 10, "queue": true}))
             .await
