@@ -27,6 +27,15 @@ async fn sign_in_and_forms(backend: Backend) {
         assert!(page.html.contains("the access key id or the secret is wrong"), "{}", page.html);
         assert!(page.set_cookie.is_none() && browser.cookie.is_none());
     }
+    // The owner of the key sees the refused attempt in its audit log.
+    let audit = acme.get("/v1/audit-events").await.expect(200);
+    let refused: Vec<&serde_json::Value> =
+        audit["audit_events"].as_array().into_iter().flatten().filter(|e| e["action"] == "console SignIn").collect();
+    assert_eq!(refused.len(), 1, "{audit}");
+    assert_eq!(
+        (refused[0]["status_code"].as_u64(), refused[0]["access_key_id"].as_str()),
+        (Some(401), Some(id.as_str()))
+    );
     let page = browser.sign_in(&id, &secret).await.expect(303);
     assert_eq!(page.location.as_deref(), Some("/console"));
     let cookie = page.set_cookie.expect("a session cookie");
@@ -36,6 +45,8 @@ async fn sign_in_and_forms(backend: Backend) {
     assert!(!cookie.contains("Secure"), "plain HTTP: not Secure: {cookie}");
 
     let home = browser.get("/console").await.expect(200);
+    let missing = browser.get("/console/no/such/page").await.expect(404);
+    assert!(missing.html.contains("<code>ResourceNotFound</code>"), "an HTML page: {}", missing.html);
     assert!(home.html.contains("No clusters yet."), "{}", home.html);
 
     // A form without the session's CSRF token, or with another, changes nothing.

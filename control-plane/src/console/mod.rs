@@ -68,6 +68,13 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/console/", get(|| async { Redirect::to(ROOT) }))
         .route("/console/sign-in", get(session::sign_in_page).post(session::sign_in))
         .route("/console/assets/{file}", get(assets::serve))
+        // A console path that is no page: the console's 404, not the API's JSON one.
+        .route(
+            "/console/{*rest}",
+            get(|uri: axum::http::Uri| async move {
+                ConsoleError(AppError::not_found("console page", uri.path().to_owned()))
+            }),
+        )
         .merge(signed_in)
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -11,6 +11,7 @@ use super::layout::{self, ConsoleError};
 use super::{ConsoleForm, ROOT, Viewer, see_other};
 use crate::app::AppError;
 use crate::http::AppState;
+use crate::http::middleware::RequestId;
 
 const COOKIE: &str = "berth_session";
 
@@ -94,20 +95,22 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-pub async fn sign_in(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Response, ConsoleError> {
+pub async fn sign_in(State(state): State<AppState>, req: axum::extract::Request) -> Result<Response, ConsoleError> {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
+    let ip = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
+    let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+    let body = crate::http::extract::read_limited(body, state.app.limits().max_body_bytes).await?;
     let form: SignInForm = serde_urlencoded::from_bytes(&body)
         .map_err(|e| AppError::bad_request(None, format!("the sign-in form could not be read: {e}")))?;
     let next = safe_next(form.next.as_deref());
+    let key_id = form.access_key_id.trim();
     let principal =
-        match crate::auth::authenticate_secret(&state.app, form.access_key_id.trim(), &form.secret_access_key, None)
-            .await
-        {
+        match crate::auth::authenticate_secret(&state.app, key_id, &form.secret_access_key, ip.as_deref()).await {
             Ok(p) => p,
-            Err(AppError::Auth { message, .. }) => {
+            Err(AppError::Auth { code, message }) => {
+                let request_id = request_id.unwrap_or_default();
+                failed_sign_in(&state, key_id, code, ip, request_id).await?;
                 return Ok((axum::http::StatusCode::UNAUTHORIZED, page(&next, Some(&message))).into_response());
             }
             Err(e) => return Err(e.into()),
@@ -117,6 +120,35 @@ pub async fn sign_in(
     let mut resp = see_other(&next);
     resp.headers_mut().insert(header::SET_COOKIE, set_cookie(&session.token, max_age, secure(&headers)));
     Ok(resp)
+}
+
+/// A refused sign-in with an existing key goes to that key's account's audit
+/// log, and takes a token from its account's write budget: guessing a
+/// secret is throttled like any other burst of writes, and the owner sees it.
+async fn failed_sign_in(
+    state: &AppState,
+    key_id: &str,
+    code: berth_api::ErrorCode,
+    source_ip: Option<String>,
+    request_id: String,
+) -> Result<(), ConsoleError> {
+    let Some(found) = crate::store::access_keys::find_with_account(state.app.db(), key_id).await? else {
+        return Ok(());
+    };
+    let account = berth_api::AccountId(found.key.account_id);
+    let record = crate::app::audit::AuditRecord {
+        account: crate::store::AccountScope::new(account),
+        access_key_id: Some(key_id.to_owned()),
+        action: "console SignIn".to_owned(),
+        resource: format!("{ROOT}/sign-in"),
+        outcome: code.to_string(),
+        status_code: 401,
+        source_ip,
+        request_id,
+    };
+    state.app.record_audit(record).await?;
+    crate::http::middleware::rate_limited(state, account, berth_api::quotas::RateLimitClass::Mutate)?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
