@@ -12,14 +12,13 @@ use super::{ConsoleError, ConsoleForm, ROOT, Viewer, form_idempotency, see_other
 use crate::auth::policy::Action;
 use crate::http::AppState;
 
-/// The drain button of a host; the If-Match version makes a stale page's
-/// click fail instead of acting on a host that changed since.
+/// The drain button of a host. It carries no version: every placement
+/// changes the host's row, and draining twice is harmless.
 pub fn drain_form(viewer: &Viewer, cluster: &str, host: &Host) -> Markup {
     html! {
         form class="inline" method="post" action=(format!("{ROOT}/clusters/{}/hosts/{}/drain", seg(cluster), host.id))
             data-confirm=(format!("Drain {}? No new tasks will be placed on it.", host.hostname)) {
             (csrf(viewer)) (form_key())
-            input type="hidden" name="version" value=(host.version);
             button type="submit" class="danger" aria-label=(format!("Drain host {}", host.hostname)) { "Drain" }
         }
     }
@@ -74,7 +73,6 @@ pub async fn show(
 
 #[derive(Deserialize)]
 pub struct DrainForm {
-    version: Option<i64>,
     idempotency_key: Option<String>,
 }
 
@@ -86,6 +84,6 @@ pub async fn drain(
 ) -> Result<Response, ConsoleError> {
     let op = format!("POST /v1/clusters/{cluster}/hosts/{host}/drain");
     let idem = form_idempotency(form.idempotency_key.as_deref(), &op, &())?;
-    let h = state.app.drain_host(&viewer.principal, &cluster, &host, form.version, idem.as_ref()).await?;
+    let h = state.app.drain_host(&viewer.principal, &cluster, &host, None, idem.as_ref()).await?;
     Ok(see_other(&format!("{ROOT}/clusters/{}/hosts/{}", seg(&cluster), h.value.id)))
 }
