@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -75,6 +76,21 @@ fn render(line: &LogLine, prefix: &str, timestamps: bool) -> String {
     out
 }
 
+/// How long a follower waits for a task's first log file to appear.
+const FIRST_LOG_WAIT: Duration = Duration::from_secs(10);
+
+/// The names of the containers with a log in `dir`, sorted.
+fn log_files(dir: &std::path::Path) -> Vec<String> {
+    let mut containers: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log").map(str::to_owned))
+        .collect();
+    containers.sort();
+    containers
+}
+
 async fn task_logs(
     State(state): State<LogsState>,
     Path(task): Path<String>,
@@ -101,13 +117,17 @@ async fn task_logs(
             None => None,
         };
     let dir = state.logs_dir.join(task_id.to_string());
-    let mut containers: Vec<String> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_string_lossy().strip_suffix(".log").map(str::to_owned))
-        .collect();
-    containers.sort();
+    let mut containers = log_files(&dir);
+    // A container that has just started may not have its log yet: a
+    // follower waits a little for it rather than being told there is none.
+    let deadline = tokio::time::Instant::now() + FIRST_LOG_WAIT;
+    while params.follow
+        && tokio::time::Instant::now() < deadline
+        && params.container.as_ref().map_or(containers.is_empty(), |c| !containers.contains(c))
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        containers = log_files(&dir);
+    }
     if let Some(c) = &params.container {
         if !containers.contains(c) {
             return plain(StatusCode::NOT_FOUND, format!("no logs of a container named {c:?} on this host"));

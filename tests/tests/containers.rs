@@ -879,6 +879,32 @@ async fn managed_tasks_of_different_accounts_are_isolated_on_a_shared_host() {
     agent.stop().await;
 }
 
+/// `logs?follow=true` right after RunTask, while the task is PENDING and
+/// its container (and so its log) does not exist yet, as `berth tasks run`
+/// then `berth logs -f` does: the follower waits for the log instead of
+/// being told there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_logs_of_a_task_that_has_not_started_yet_waits_for_them() {
+    let h = ClusterWithAgent::start().await;
+    let (env, c) = (&h.env, &h.tenant);
+    register(
+        c,
+        env,
+        "quiet",
+        json!({"container_definitions": [{"name": "app", "memory": 32,
+            "command": ["sh", "-c", "sleep 2; echo the-first-line; sleep 1"]}]}),
+    )
+    .await;
+    let task = run_one(c, "prod", "quiet").await;
+    // The line written two seconds after the start arrives, and the stream
+    // ends when the container does.
+    let text = logs(c, "prod", &task, "?follow=true").await;
+    assert!(text.contains("the-first-line"), "{text:?}");
+    let t = wait_task(c, "prod", &task, 30, "STOPPED", |t| status(t) == "STOPPED").await;
+    assert_eq!(t["containers"][0]["exit_code"], 0, "{t}");
+    h.finish().await;
+}
+
 /// A container group as ACI users know it: containers sharing a task
 /// volume, a host directory mounted read-only, an added capability, and
 /// the group's restart policy restarting an essential container until it
