@@ -122,6 +122,19 @@ impl Server {
         Server { child, pid, url, operator, db, _dir: dir }
     }
 
+    /// A server whose cluster `bench` has `hosts` simulated hosts ACTIVE
+    /// (heartbeating every 5 s): the server, the agent process and its state dir.
+    async fn with_hosts(hosts: u32) -> (Server, Child, tempfile::TempDir) {
+        let server = Server::start(5).await;
+        let token = server.prepare().await;
+        let state = tempfile::tempdir().expect("tempdir");
+        let agent = server.agent(&token, hosts, state.path());
+        server
+            .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(hosts), Duration::from_secs(300))
+            .await;
+        (server, agent, state)
+    }
+
     /// A cluster with a registration token and a one-container definition.
     async fn prepare(&self) -> String {
         self.operator.create_cluster("bench").await;
@@ -250,13 +263,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn services_100_hosts() {
     const HOSTS: u32 = 100;
     const TASKS: i64 = 1000;
-    let server = Server::start(5).await;
-    let token = server.prepare().await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut agent = server.agent(&token, HOSTS, state.path());
-    server
-        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS), Duration::from_secs(300))
-        .await;
+    let (server, mut agent, _state) = Server::with_hosts(HOSTS).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (cpu0, _) = usage(server.pid);
     let started = Instant::now();
@@ -488,13 +495,7 @@ async fn console_1k_tasks() {
     const HOSTS: u32 = 10;
     const TASKS: i64 = 1000;
     const LOADS: usize = 20;
-    let server = Server::start(5).await;
-    let token = server.prepare().await;
-    let state = tempfile::tempdir().expect("tempdir");
-    let mut agent = server.agent(&token, HOSTS, state.path());
-    server
-        .wait_for("SELECT COUNT(*) FROM hosts WHERE status = 'ACTIVE'", i64::from(HOSTS), Duration::from_secs(120))
-        .await;
+    let (server, mut agent, _state) = Server::with_hosts(HOSTS).await;
     server
         .operator
         .post("/v1/clusters/bench/services", json!({"name": "web", "task_definition": "app", "desired_count": TASKS}))

@@ -21,14 +21,15 @@ pub fn report_ms(name: &str, mut ms: Vec<f64>) {
     println!("BENCH {name} samples={}", ms.len());
 }
 
+/// `ctr` on the test containerd, in the floor measurements' own namespace.
+pub fn ctr_command(socket: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("ctr");
+    c.arg("-a").arg(socket).args(["-n", "berth-floor"]);
+    c
+}
+
 fn ctr(socket: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("ctr")
-        .arg("-a")
-        .arg(socket)
-        .args(["-n", "berth-floor"])
-        .args(args)
-        .output()
-        .expect("run ctr")
+    ctr_command(socket).args(args).output().expect("run ctr")
 }
 
 /// `ctr run --rm` of `image` running `/bin/true`, 20 times after one warm-up:

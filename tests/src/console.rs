@@ -18,8 +18,9 @@ pub struct Page {
 impl Page {
     /// The value of the first `<input name=NAME value=...>` on the page.
     pub fn input(&self, name: &str) -> Option<String> {
-        let at = self.html.find(&format!("name=\"{name}\" value=\""))?;
-        let rest = &self.html[at + name.len() + 15..];
+        let pattern = format!("name=\"{name}\" value=\"");
+        let at = self.html.find(&pattern)?;
+        let rest = &self.html[at + pattern.len()..];
         rest.find('"').map(|end| rest[..end].to_owned())
     }
 

@@ -104,41 +104,46 @@ impl App {
             }
         }
         let scope = principal.scope();
-        retry_host_write(|| {
-            let (cluster, host, principal, req) = (cluster.to_owned(), host.to_owned(), principal.clone(), req.clone());
-            self.write(scope, idem, move |tx| {
-                Box::pin(async move {
-                    let (_, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
-                    check_version("host", if_match, row.version)?;
-                    let mut attrs: BTreeMap<String, String> = row
-                        .attributes
-                        .0
-                        .iter()
-                        .filter(|(k, _)| AGENT_ATTRIBUTES.contains(&k.as_str()))
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    attrs.extend(req.attributes.clone());
-                    let now = store::now();
-                    let Some(updated) =
-                        store::hosts::set_attributes(tx, scope, row.host_id(), row.version, &attrs, now).await?
-                    else {
-                        return Err(AppError::Contention);
-                    };
-                    // Daemon services follow host changes.
-                    tx.wake(crate::reconcilers::services::WAKE_KEY);
-                    store::events::append(
-                        tx,
-                        scope,
-                        "host.attributes_changed",
-                        &row.id.to_string(),
-                        json!({"attributes": attrs}),
-                        now,
-                    )
-                    .await?;
-                    to_wire(updated)
+        super::retry_on_contention(
+            HOST_WRITE_ATTEMPTS,
+            || AppError::concurrent("host"),
+            || {
+                let (cluster, host, principal, req) =
+                    (cluster.to_owned(), host.to_owned(), principal.clone(), req.clone());
+                self.write(scope, idem, move |tx| {
+                    Box::pin(async move {
+                        let (_, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
+                        check_version("host", if_match, row.version)?;
+                        let mut attrs: BTreeMap<String, String> = row
+                            .attributes
+                            .0
+                            .iter()
+                            .filter(|(k, _)| AGENT_ATTRIBUTES.contains(&k.as_str()))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
+                        attrs.extend(req.attributes.clone());
+                        let now = store::now();
+                        let Some(updated) =
+                            store::hosts::set_attributes(tx, scope, row.host_id(), row.version, &attrs, now).await?
+                        else {
+                            return Err(AppError::Contention);
+                        };
+                        // Daemon services follow host changes.
+                        tx.wake(crate::reconcilers::services::WAKE_KEY);
+                        store::events::append(
+                            tx,
+                            scope,
+                            "host.attributes_changed",
+                            &row.id.to_string(),
+                            json!({"attributes": attrs}),
+                            now,
+                        )
+                        .await?;
+                        to_wire(updated)
+                    })
                 })
-            })
-        })
+            },
+        )
         .await
     }
 
@@ -154,30 +159,36 @@ impl App {
     ) -> AppResult<Written<Host>> {
         authorize(principal, Action::UpdateHost, None)?;
         let scope = principal.scope();
-        retry_host_write(|| {
-            let (cluster, host, principal) = (cluster.to_owned(), host.to_owned(), principal.clone());
-            self.write(scope, idem, move |tx| {
-                Box::pin(async move {
-                    let (_, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
-                    check_version("host", if_match, row.version)?;
-                    match row.status.as_str() {
-                        "DRAINING" => return to_wire(row),
-                        "ACTIVE" | "DISCONNECTED" => {}
-                        other => return Err(AppError::InvalidTransition(format!("a {other} host cannot be drained"))),
-                    }
-                    let now = store::now();
-                    let Some(updated) =
-                        store::hosts::set_status(tx, scope, row.host_id(), row.version, "DRAINING", now).await?
-                    else {
-                        return Err(AppError::Contention);
-                    };
-                    // Services move their tasks off a draining host.
-                    tx.wake(crate::reconcilers::services::WAKE_KEY);
-                    store::events::append(tx, scope, "host.draining", &row.id.to_string(), json!({}), now).await?;
-                    to_wire(updated)
+        super::retry_on_contention(
+            HOST_WRITE_ATTEMPTS,
+            || AppError::concurrent("host"),
+            || {
+                let (cluster, host, principal) = (cluster.to_owned(), host.to_owned(), principal.clone());
+                self.write(scope, idem, move |tx| {
+                    Box::pin(async move {
+                        let (_, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
+                        check_version("host", if_match, row.version)?;
+                        match row.status.as_str() {
+                            "DRAINING" => return to_wire(row),
+                            "ACTIVE" | "DISCONNECTED" => {}
+                            other => {
+                                return Err(AppError::InvalidTransition(format!("a {other} host cannot be drained")));
+                            }
+                        }
+                        let now = store::now();
+                        let Some(updated) =
+                            store::hosts::set_status(tx, scope, row.host_id(), row.version, "DRAINING", now).await?
+                        else {
+                            return Err(AppError::Contention);
+                        };
+                        // Services move their tasks off a draining host.
+                        tx.wake(crate::reconcilers::services::WAKE_KEY);
+                        store::events::append(tx, scope, "host.draining", &row.id.to_string(), json!({}), now).await?;
+                        to_wire(updated)
+                    })
                 })
-            })
-        })
+            },
+        )
         .await
     }
 
@@ -194,80 +205,76 @@ impl App {
     ) -> AppResult<Written<Host>> {
         authorize(principal, Action::UpdateHost, None)?;
         let scope = principal.scope();
-        retry_host_write(|| {
-            let (cluster, host, principal, req) = (cluster.to_owned(), host.to_owned(), principal.clone(), req.clone());
-            self.write(scope, idem, move |tx| {
-                Box::pin(async move {
-                    let (cluster_id, row) = resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
-                    check_version("host", if_match, row.version)?;
-                    if row.status == "DEREGISTERED" {
-                        return to_wire(row);
-                    }
-                    let active = store::tasks::count_active_on_host(tx, scope, row.host_id()).await?;
-                    if active > 0 && !req.force {
-                        return Err(AppError::InUse(format!(
-                            "{active} task(s) are not STOPPED on this host; stop them, or deregister with force"
-                        )));
-                    }
-                    let now = store::now();
-                    if active > 0 {
-                        let filter = TaskFilter { host_id: Some(row.host_id()), ..Default::default() };
-                        let tasks = store::tasks::list(tx, scope, cluster_id, &filter, None, 10_000).await?;
-                        for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
-                            super::agent::stop_in_store(tx, scope, t, StopCode::HostLost, "the host was deregistered")
-                                .await?;
+        super::retry_on_contention(
+            HOST_WRITE_ATTEMPTS,
+            || AppError::concurrent("host"),
+            || {
+                let (cluster, host, principal, req) =
+                    (cluster.to_owned(), host.to_owned(), principal.clone(), req.clone());
+                self.write(scope, idem, move |tx| {
+                    Box::pin(async move {
+                        let (cluster_id, row) =
+                            resolve(tx, scope, &principal, Action::UpdateHost, &cluster, &host).await?;
+                        check_version("host", if_match, row.version)?;
+                        if row.status == "DEREGISTERED" {
+                            return to_wire(row);
                         }
-                    }
-                    let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
-                        .await?
-                        .ok_or_else(|| AppError::not_found("host", &host))?;
-                    let Some(updated) =
-                        store::hosts::set_status(tx, scope, row.host_id(), row.version, "DEREGISTERED", now).await?
-                    else {
-                        return Err(AppError::Contention);
-                    };
-                    super::quotas::release(tx, scope, &[(berth_api::quotas::QuotaName::Hosts, 1)]).await?;
-                    // Daemon services follow host changes.
-                    tx.wake(crate::reconcilers::services::WAKE_KEY);
-                    store::events::append(
-                        tx,
-                        scope,
-                        "host.deregistered",
-                        &row.id.to_string(),
-                        json!({"forced": req.force}),
-                        now,
-                    )
-                    .await?;
-                    to_wire(updated)
+                        let active = store::tasks::count_active_on_host(tx, scope, row.host_id()).await?;
+                        if active > 0 && !req.force {
+                            return Err(AppError::InUse(format!(
+                                "{active} task(s) are not STOPPED on this host; stop them, or deregister with force"
+                            )));
+                        }
+                        let now = store::now();
+                        if active > 0 {
+                            let filter = TaskFilter { host_id: Some(row.host_id()), ..Default::default() };
+                            let tasks = store::tasks::list(tx, scope, cluster_id, &filter, None, 10_000).await?;
+                            for t in tasks.iter().filter(|t| t.last_status != "STOPPED") {
+                                super::agent::stop_in_store(
+                                    tx,
+                                    scope,
+                                    t,
+                                    StopCode::HostLost,
+                                    "the host was deregistered",
+                                )
+                                .await?;
+                            }
+                        }
+                        let row = store::hosts::get(tx, scope, cluster_id, row.host_id())
+                            .await?
+                            .ok_or_else(|| AppError::not_found("host", &host))?;
+                        let Some(updated) =
+                            store::hosts::set_status(tx, scope, row.host_id(), row.version, "DEREGISTERED", now)
+                                .await?
+                        else {
+                            return Err(AppError::Contention);
+                        };
+                        super::quotas::release(tx, scope, &[(berth_api::quotas::QuotaName::Hosts, 1)]).await?;
+                        // Daemon services follow host changes.
+                        tx.wake(crate::reconcilers::services::WAKE_KEY);
+                        store::events::append(
+                            tx,
+                            scope,
+                            "host.deregistered",
+                            &row.id.to_string(),
+                            json!({"forced": req.force}),
+                            now,
+                        )
+                        .await?;
+                        to_wire(updated)
+                    })
                 })
-            })
-        })
+            },
+        )
         .await
     }
 }
 
-/// How often a host write is tried when placements keep changing the row.
-const HOST_WRITE_ATTEMPTS: usize = 5;
-
-/// Placements change a host's row (its used resources) all the time: a host
-/// write that lost the race to one reads the fresh row and tries again,
+/// How often a host write is tried when placements keep changing the row:
+/// placements change a host's row (its used resources) all the time, so a
+/// host write that lost the race to one reads the fresh row and tries again,
 /// rather than telling the caller to.
-async fn retry_host_write<T, F, Fut>(mut attempt: F) -> AppResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = AppResult<T>>,
-{
-    for _ in 1..HOST_WRITE_ATTEMPTS {
-        match attempt().await {
-            Err(AppError::Contention) => continue,
-            other => return other,
-        }
-    }
-    match attempt().await {
-        Err(AppError::Contention) => Err(AppError::concurrent("host")),
-        other => other,
-    }
-}
+const HOST_WRITE_ATTEMPTS: usize = 5;
 
 impl App {
     /// A dry run: which hosts would be chosen, and why every other host would not.

@@ -120,6 +120,27 @@ impl IdempotencyRequest {
     }
 }
 
+/// Runs a write again while it loses races ([`AppError::Contention`]):
+/// each attempt reads fresh state in a new transaction. After `attempts`
+/// the caller gets `exhausted()`.
+pub(crate) async fn retry_on_contention<T, F, Fut>(
+    attempts: usize,
+    exhausted: impl FnOnce() -> AppError,
+    mut attempt: F,
+) -> AppResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = AppResult<T>>,
+{
+    for _ in 0..attempts {
+        match attempt().await {
+            Err(AppError::Contention) => continue,
+            other => return other,
+        }
+    }
+    Err(exhausted())
+}
+
 /// The result of a write, and whether it was replayed from an earlier
 /// request with the same idempotency key.
 #[derive(Debug)]

@@ -584,28 +584,20 @@ impl App {
         validate::tags("tags", &req.tags)?;
         // Validated now so a bad spec is a 422 before anything is read.
         placement::spec_from(&req.placement_strategy, &req.placement_constraints)?;
-        for attempt in 0..PLACEMENT_ATTEMPTS {
+        let exhausted = || AppError::InUse("placement kept conflicting with concurrent placements; retry".into());
+        super::retry_on_contention(PLACEMENT_ATTEMPTS, exhausted, || {
             let scope = principal.scope();
             let (cluster, principal, req, family) =
                 (cluster.to_owned(), principal.clone(), req.clone(), family.clone());
             let defaults = self.quota_defaults().clone();
             let sizes = self.managed_task_sizes().to_vec();
-            let result = self
-                .write(scope, idem, move |tx| {
-                    Box::pin(async move {
-                        run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, &defaults, &sizes).await
-                    })
+            self.write(scope, idem, move |tx| {
+                Box::pin(async move {
+                    run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, &defaults, &sizes).await
                 })
-                .await;
-            match result {
-                Err(AppError::Contention) if attempt + 1 < PLACEMENT_ATTEMPTS => continue,
-                Err(AppError::Contention) => {
-                    return Err(AppError::InUse("placement kept conflicting with concurrent placements; retry".into()));
-                }
-                other => return other,
-            }
-        }
-        Err(AppError::InUse("placement kept conflicting with concurrent placements; retry".into()))
+            })
+        })
+        .await
     }
 
     pub async fn list_tasks(

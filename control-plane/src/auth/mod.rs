@@ -104,12 +104,7 @@ pub async fn authenticate(app: &App, parts: &Parts, body: &[u8], source_ip: Opti
     };
     presented.check_shape(&auth.region, time::OffsetDateTime::now_utc())?;
     let found = active_key(app, &presented.access_key_id, false).await?;
-    let key = &found.key;
-    let secret = auth
-        .keyring
-        .decrypt(&key.master_key_id, &key.secret_ciphertext)
-        .map_err(|e| AppError::Internal(format!("access key {}: {e}", key.access_key_id)))?;
-    let secret = String::from_utf8(secret).map_err(|_| AppError::Internal("stored secret is not UTF-8".into()))?;
+    let secret = stored_secret(app, &found)?;
     presented.verify(parts.method.as_str(), &parts.uri, &parts.headers, body, &secret)?;
     // The key row already read is reused: one read of it per request.
     principal_from_key(app, found, false, source_ip)
@@ -137,16 +132,22 @@ pub async fn authenticate_secret(
         Err(AppError::Auth { .. }) => return Err(wrong()),
         Err(e) => return Err(e),
     };
+    let stored = stored_secret(app, &found)?;
+    if !bool::from(stored.as_bytes().ct_eq(secret.as_bytes())) {
+        return Err(wrong());
+    }
+    principal_from_key(app, found, false, source_ip)
+}
+
+/// The key's secret, decrypted from its row.
+fn stored_secret(app: &App, found: &KeyWithAccount) -> AppResult<String> {
     let key = &found.key;
-    let stored = app
+    let secret = app
         .auth()
         .keyring
         .decrypt(&key.master_key_id, &key.secret_ciphertext)
         .map_err(|e| AppError::Internal(format!("access key {}: {e}", key.access_key_id)))?;
-    if !bool::from(stored.as_slice().ct_eq(secret.as_bytes())) {
-        return Err(wrong());
-    }
-    principal_from_key(app, found, false, source_ip)
+    String::from_utf8(secret).map_err(|_| AppError::Internal("stored secret is not UTF-8".into()))
 }
 
 /// The key with this id, and its account, if the key is active. For

@@ -38,7 +38,7 @@ pub async fn quotas(State(state): State<AppState>, viewer: Viewer) -> Page {
 }
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Page {
-    let (accounts, more) = super::clusters::collect(|page| {
+    let (accounts, more) = super::collect(|page| {
         let (app, p) = (&state.app, &viewer.principal);
         async move {
             let r = app.list_accounts(p, &page).await?;
@@ -82,7 +82,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Page {
                     }
                 }
             }
-            @if more { p class="muted" { "Only the first " (super::clusters::SHOWN) " accounts are shown." } }
+            @if more { p class="muted" { "Only the first " (super::SHOWN) " accounts are shown." } }
         },
     ))
 }

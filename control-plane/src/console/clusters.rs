@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use berth_api::Page as PageQuery;
 use berth_api::clusters::CreateClusterRequest;
 use berth_api::hosts::{Host, HostStatus};
 use berth_api::services::Service;
@@ -12,32 +11,11 @@ use serde::Deserialize;
 
 use super::layout::{self, Page, badge, csrf, form_key, maybe_when, meter, wire};
 use super::{ConsoleError, ConsoleForm, ROOT, Viewer, form_idempotency, see_other, seg};
+use super::{SHOWN, collect};
 use crate::app::{App, AppResult};
 use crate::auth::Principal;
 use crate::auth::policy::Action;
 use crate::http::AppState;
-
-/// At most this many of a list are shown on one page.
-pub const SHOWN: usize = 1000;
-
-/// Pages through a list call until it ends or `SHOWN` items are in.
-pub async fn collect<T, F, Fut>(mut fetch: F) -> AppResult<(Vec<T>, bool)>
-where
-    F: FnMut(PageQuery) -> Fut,
-    Fut: std::future::Future<Output = AppResult<(Vec<T>, Option<String>)>>,
-{
-    let mut all = Vec::new();
-    let mut next_token = None;
-    loop {
-        let (items, next) = fetch(PageQuery { limit: Some(100), next_token: next_token.take() }).await?;
-        all.extend(items);
-        match next {
-            Some(n) if all.len() < SHOWN => next_token = Some(n),
-            Some(_) => return Ok((all, true)),
-            None => return Ok((all, false)),
-        }
-    }
-}
 
 pub async fn hosts_of(app: &App, principal: &Principal, cluster: &str) -> AppResult<(Vec<Host>, bool)> {
     collect(|page| async move {

@@ -1,6 +1,5 @@
 //! The page shell, the error page, and small pieces every page uses.
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use serde::Serialize;
@@ -181,10 +180,6 @@ impl IntoResponse for ConsoleError {
         );
         let mut resp = (status, body).into_response();
         resp.extensions_mut().insert(Outcome(code));
-        if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(axum::http::header::LOCATION, axum::http::HeaderValue::from_static("/console/sign-in"));
-        }
         resp
     }
 }

@@ -221,6 +221,28 @@ pub fn form_idempotency<B: serde::Serialize>(
     key.filter(|k| !k.is_empty()).map(|k| IdempotencyRequest::new(format!("console:{k}"), operation, body)).transpose()
 }
 
+/// At most this many of a list are shown on one page.
+pub const SHOWN: usize = 1000;
+
+/// Pages through a list call until it ends or `SHOWN` items are in.
+pub async fn collect<T, F, Fut>(mut fetch: F) -> crate::app::AppResult<(Vec<T>, bool)>
+where
+    F: FnMut(berth_api::Page) -> Fut,
+    Fut: std::future::Future<Output = crate::app::AppResult<(Vec<T>, Option<String>)>>,
+{
+    let mut all = Vec::new();
+    let mut next_token = None;
+    loop {
+        let (items, next) = fetch(berth_api::Page { limit: Some(100), next_token: next_token.take() }).await?;
+        all.extend(items);
+        match next {
+            Some(n) if all.len() < SHOWN => next_token = Some(n),
+            Some(_) => return Ok((all, true)),
+            None => return Ok((all, false)),
+        }
+    }
+}
+
 /// A 303 to a console page after a form did its work.
 pub fn see_other(path: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, path.to_owned())]).into_response()

@@ -30,9 +30,8 @@ pub async fn show(
         state
             .app
             .list_task_definition_revisions(p, &family, &berth_api::Page { limit: Some(100), next_token: None })
-            .await
-            .map(|r| r.task_definitions)
-            .unwrap_or_default()
+            .await?
+            .task_definitions
     } else {
         Vec::new()
     };

@@ -26,7 +26,7 @@ const EXAMPLE: &str = r#"{
 }"#;
 
 pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Page {
-    let (families, more) = super::clusters::collect(|page| {
+    let (families, more) = super::collect(|page| {
         let (app, p) = (&state.app, &viewer.principal);
         async move {
             let r = app.list_task_definition_families(p, &page).await?;
@@ -54,7 +54,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> Page {
                         }
                     }
                 }
-                @if more { p class="muted" { "Only the first " (super::clusters::SHOWN) " families are shown." } }
+                @if more { p class="muted" { "Only the first " (super::SHOWN) " families are shown." } }
             }
             @if viewer.can(Action::RegisterTaskDefinition, None) {
                 h2 { "Register a revision" }
@@ -126,7 +126,7 @@ pub async fn show(
     Path(family): Path<String>,
     Query(q): Query<DiffQuery>,
 ) -> Page {
-    let (mut revisions, _) = super::clusters::collect(|page| {
+    let (mut revisions, _) = super::collect(|page| {
         let (app, p, family) = (&state.app, &viewer.principal, &family);
         async move {
             let r = app.list_task_definition_revisions(p, family, &page).await?;
