@@ -15,6 +15,8 @@ use crate::store;
 
 /// The longest wait for an agent to start answering.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a follower looks again for a new host's logs endpoint.
+const ENDPOINT_POLL: Duration = Duration::from_millis(100);
 
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
@@ -54,8 +56,19 @@ impl App {
             tx.rollback().await?;
             return Err(AppError::not_found("logs of task", task));
         };
-        let endpoint = store::hosts::logs_endpoint(&mut tx, scope, berth_api::HostId(host)).await?;
+        let mut endpoint = store::hosts::logs_endpoint(&mut tx, scope, berth_api::HostId(host)).await?;
         tx.rollback().await?;
+        // An agent sends its endpoint with its first heartbeat, so a task can
+        // be placed on a host that just registered before the control plane
+        // knows where its logs are. A follower waits for it, as the agent
+        // waits for a log that does not exist yet.
+        let deadline = tokio::time::Instant::now() + AGENT_TIMEOUT;
+        while endpoint.is_none() && query.follow == Some(true) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(ENDPOINT_POLL).await;
+            let mut tx = self.db().begin_read().await?;
+            endpoint = store::hosts::logs_endpoint(&mut tx, scope, berth_api::HostId(host)).await?;
+            tx.rollback().await?;
+        }
         let endpoint = endpoint.ok_or_else(|| {
             AppError::HostUnreachable(format!("host {host} has no logs endpoint (its agent runs no containers)"))
         })?;
