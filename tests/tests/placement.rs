@@ -184,7 +184,161 @@ async fn dynamic_and_static_host_ports(backend: Backend) {
     s.stop().await;
 }
 
-on_both_backends!(placing_tasks_on_hosts, constraints_attributes_drain_and_simulate, dynamic_and_static_host_ports);
+/// Holds, from outside the server, what a RunTask batch must take first
+/// (the cluster's placement lock on PostgreSQL, the write lock on SQLite),
+/// so that concurrent calls pile up behind it and share the next batch.
+enum PlacementBlocker {
+    Postgres(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl PlacementBlocker {
+    async fn hold(s: &TestServer, cluster: &str) -> Self {
+        use sqlx::Connection;
+        if s.testdb.url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&s.testdb.url).await.expect("connect");
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.expect("write lock");
+            PlacementBlocker::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&s.testdb.url).await.expect("connect");
+            sqlx::query("BEGIN").execute(&mut conn).await.expect("begin");
+            sqlx::query("SELECT id FROM clusters WHERE name = $1 FOR NO KEY UPDATE")
+                .bind(cluster)
+                .fetch_one(&mut conn)
+                .await
+                .expect("placement lock");
+            PlacementBlocker::Postgres(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            PlacementBlocker::Postgres(mut c) => sqlx::query("ROLLBACK").execute(&mut c).await.map(|_| ()),
+            PlacementBlocker::Sqlite(mut c) => sqlx::query("ROLLBACK").execute(&mut c).await.map(|_| ()),
+        }
+        .expect("release");
+    }
+}
+
+/// Sends every RunTask body at once while the placement lock is held, and
+/// releases it once the server has queued them all: the server's batch
+/// counters from before, and each call's answer, in the order sent.
+async fn run_behind_the_lock(
+    s: &TestServer,
+    c: &Client,
+    bodies: Vec<Value>,
+) -> (berth_control_plane::app::run_task_batches::BatchStats, Vec<berth_tests::Resp>) {
+    let before = s.app.run_task_batch_stats();
+    let blocker = PlacementBlocker::hold(s, "prod").await;
+    let n = bodies.len() as u64;
+    let calls: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let c = c.clone();
+            tokio::spawn(async move { c.post("/v1/clusters/prod/tasks", body).await })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let queued = s.app.run_task_batch_stats().calls_submitted - before.calls_submitted;
+        if queued >= n {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server queued {queued} of the {n} calls");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    blocker.release().await;
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.expect("join"));
+    }
+    (before, answers)
+}
+
+async fn concurrent_run_tasks_share_a_transaction_and_fail_alone(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = s.tenant("acme").await;
+    c.create_cluster("prod").await;
+    register_app(&c, "web", 512, json!([])).await;
+    register_app(&c, "old", 512, json!([])).await;
+    register_app(&c, "old", 512, json!([])).await;
+    c.post("/v1/task-definitions/old/revisions/1/deregister", json!({})).await.expect(200);
+    for _ in 0..5 {
+        c.add_host("prod", 16384, 8192, json!({})).await; // room for 16 each: the quota binds first
+    }
+    s.operator.send(rb_quota(&s, 25)).await.expect(200);
+
+    // 14 calls for 2 tasks each (28, over the quota of 25), an inactive
+    // revision and an unknown family, all in flight together (16: as many
+    // as an account may have in flight by default).
+    let mut bodies = vec![json!({"task_definition": "web", "count": 2}); 14];
+    bodies.push(json!({"task_definition": "old:1"}));
+    bodies.push(json!({"task_definition": "nope"}));
+    let (before, mut answers) = run_behind_the_lock(&s, &c, bodies).await;
+    let after = s.app.run_task_batch_stats();
+    assert_eq!(after.calls_submitted - before.calls_submitted, 16, "no call had to run again");
+    assert!(
+        after.batches_begun - before.batches_begun <= 2,
+        "the calls queued behind the lock share one transaction: {} batches",
+        after.batches_begun - before.batches_begun
+    );
+    let unknown = answers.pop().expect("unknown").expect_error(404, "ResourceNotFound");
+    assert!(unknown["message"].as_str().expect("message").contains("nope"), "{unknown}");
+    let inactive = answers.pop().expect("inactive").expect_error(422, "ValidationError");
+    assert_eq!(inactive["field"], "task_definition");
+    let (mut placed, mut refused) = (0, 0);
+    for answer in answers {
+        if answer.status.as_u16() == 409 {
+            assert_eq!(answer.expect_error(409, "LimitExceeded")["quota"]["quota"], "running_tasks");
+            refused += 2;
+            continue;
+        }
+        let r = answer.expect(201);
+        placed += r["tasks"].as_array().expect("tasks").len();
+        for f in r["failures"].as_array().expect("failures") {
+            assert_eq!(f["reason"], "QUOTA:running_tasks");
+            refused += 1;
+        }
+    }
+    assert_eq!((placed, refused), (25, 3), "exactly the quota starts; every other task is refused by it");
+    // Each call planned against the reservations of the calls before it in
+    // the batch: the default spread evens them out with no conflict.
+    let hosts = c.get("/v1/clusters/prod/hosts").await.expect(200);
+    let used: Vec<u64> =
+        hosts["hosts"].as_array().expect("hosts").iter().map(|h| h["used"]["memory"].as_u64().expect("used")).collect();
+    assert_eq!(used, [5 * 512; 5], "spread over five hosts, five tasks each");
+    let tasks = c.get("/v1/clusters/prod/tasks?limit=100").await.expect(200);
+    assert_eq!(tasks["tasks"].as_array().expect("tasks").len(), 25);
+
+    // The same client token three times in one batch: one run, two replays.
+    s.operator.send(rb_quota(&s, 100)).await.expect(200);
+    let mut bodies = vec![json!({"task_definition": "web", "count": 2, "client_token": "once"}); 3];
+    bodies.extend(vec![json!({"task_definition": "web"}); 4]);
+    let (before, answers) = run_behind_the_lock(&s, &c, bodies).await;
+    let after = s.app.run_task_batch_stats();
+    assert_eq!(after.calls_submitted - before.calls_submitted, 7);
+    assert!(after.batches_begun - before.batches_begun <= 2);
+    let replays = answers[..3].iter().filter(|a| a.header("idempotent-replayed") == Some("true")).count();
+    assert_eq!(replays, 2, "one call ran; the others replayed it");
+    let bodies: Vec<Value> = answers.into_iter().map(|a| a.expect(201)).collect();
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(bodies[1], bodies[2]);
+    assert_eq!(bodies[0]["tasks"].as_array().expect("tasks").len(), 2);
+    let tasks = c.get("/v1/clusters/prod/tasks?limit=100").await.expect(200);
+    assert_eq!(tasks["tasks"].as_array().expect("tasks").len(), 25 + 2 + 4, "nothing ran twice");
+    s.stop().await;
+}
+
+fn rb_quota(s: &TestServer, limit: i64) -> reqwest::RequestBuilder {
+    s.operator.request(reqwest::Method::PUT, "/v1/accounts/acme/quotas/running_tasks").json(&json!({"limit": limit}))
+}
+
+on_both_backends!(
+    placing_tasks_on_hosts,
+    constraints_attributes_drain_and_simulate,
+    dynamic_and_static_host_ports,
+    concurrent_run_tasks_share_a_transaction_and_fail_alone
+);
 
 /// Two control-plane instances on one PostgreSQL, many RunTask calls at once:
 /// no host is ever over-committed, and every task is either placed or reported.

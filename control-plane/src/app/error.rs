@@ -85,6 +85,16 @@ impl AppError {
         AppError::InUse(format!("the {kind} was changed by another request at the same time; retry"))
     }
 
+    /// This failure of a transaction that several callers shared, as each
+    /// of them is told it. A conflict (the database rolled the whole
+    /// transaction back) stays one, so each caller runs again.
+    pub fn for_each_caller(&self) -> Self {
+        match self {
+            AppError::Contention => AppError::Contention,
+            other => AppError::Internal(format!("the transaction shared with concurrent calls failed: {other}")),
+        }
+    }
+
     pub fn auth(code: berth_api::ErrorCode, message: impl Into<String>) -> Self {
         AppError::Auth { code, message: message.into() }
     }

@@ -18,6 +18,7 @@ pub mod quotas;
 pub mod rate_limits;
 pub mod registration;
 pub mod registry_credentials;
+pub mod run_task_batches;
 pub mod service_scheduler;
 pub mod services;
 pub mod sessions;
@@ -85,6 +86,8 @@ struct Inner {
     key_use: std::sync::Mutex<std::collections::HashMap<uuid::Uuid, std::time::Instant>>,
     /// Set when the server starts shutting down: long-lived responses end.
     shutting_down: tokio::sync::watch::Sender<bool>,
+    /// RunTask calls waiting for their cluster's next transaction.
+    run_task_batches: run_task_batches::RunTaskBatches,
 }
 
 /// A client's idempotency key together with a fingerprint of the request it
@@ -175,6 +178,7 @@ impl App {
                 replica_id: uuid::Uuid::now_v7(),
                 key_use: Default::default(),
                 shutting_down: tokio::sync::watch::Sender::new(false),
+                run_task_batches: Default::default(),
             }),
         }
     }
@@ -236,6 +240,15 @@ impl App {
         });
     }
 
+    pub(crate) fn run_task_batches(&self) -> &run_task_batches::RunTaskBatches {
+        &self.inner.run_task_batches
+    }
+
+    /// How this replica's RunTask calls were grouped into transactions.
+    pub fn run_task_batch_stats(&self) -> run_task_batches::BatchStats {
+        self.inner.run_task_batches.stats()
+    }
+
     pub fn db(&self) -> &Db {
         &self.inner.db
     }
@@ -259,33 +272,57 @@ impl App {
         F: for<'t> FnOnce(&'t mut Tx) -> BoxFuture<'t, AppResult<T>> + Send,
     {
         let mut tx = self.db().begin_write().await?;
-        if let Some(idem) = idem {
-            match idempotency::claim(&mut tx, scope, &idem.key, &idem.request_hash, store::now()).await? {
-                Claim::Claimed => {}
-                Claim::Existing(row) => {
-                    tx.rollback().await?;
-                    if row.request_hash != idem.request_hash {
-                        return Err(AppError::IdempotencyKeyReused);
-                    }
-                    let body =
-                        if idem.sensitive { self.open_sealed(&row.response_body.0)? } else { row.response_body.0 };
-                    let value = serde_json::from_value(body)
-                        .map_err(|e| AppError::Internal(format!("stored idempotent response unreadable: {e}")))?;
-                    return Ok(Written { value, replayed: true });
-                }
-            }
+        if let Some(replayed) = self.replay_or_claim(&mut tx, scope, idem).await? {
+            tx.rollback().await?;
+            return Ok(replayed);
         }
         let value = work(&mut tx).await?;
-        if let Some(idem) = idem {
-            let mut body = serde_json::to_value(&value).map_err(|e| AppError::Internal(e.to_string()))?;
-            if idem.sensitive {
-                let (master_key_id, ciphertext) = self.auth().keyring.encrypt(body.to_string().as_bytes());
-                body = serde_json::json!({"sealed": ciphertext, "master_key_id": master_key_id});
-            }
-            idempotency::complete(&mut tx, scope, &idem.key, 200, body).await?;
-        }
+        self.record_result(&mut tx, scope, idem, &value).await?;
         tx.commit().await?;
         Ok(Written { value, replayed: false })
+    }
+
+    /// The start of an idempotent write, inside its transaction: the result
+    /// committed earlier under this key (to replay), or `None` once the key
+    /// is claimed for this transaction (or there is no key).
+    pub(crate) async fn replay_or_claim<T: DeserializeOwned>(
+        &self,
+        tx: &mut Tx,
+        scope: AccountScope,
+        idem: Option<&IdempotencyRequest>,
+    ) -> AppResult<Option<Written<T>>> {
+        let Some(idem) = idem else { return Ok(None) };
+        match idempotency::claim(tx, scope, &idem.key, &idem.request_hash, store::now()).await? {
+            Claim::Claimed => Ok(None),
+            Claim::Existing(row) => {
+                if row.request_hash != idem.request_hash {
+                    return Err(AppError::IdempotencyKeyReused);
+                }
+                let body = if idem.sensitive { self.open_sealed(&row.response_body.0)? } else { row.response_body.0 };
+                let value = serde_json::from_value(body)
+                    .map_err(|e| AppError::Internal(format!("stored idempotent response unreadable: {e}")))?;
+                Ok(Some(Written { value, replayed: true }))
+            }
+        }
+    }
+
+    /// The end of an idempotent write: the result, stored under the claimed
+    /// key in the same transaction.
+    pub(crate) async fn record_result<T: Serialize>(
+        &self,
+        tx: &mut Tx,
+        scope: AccountScope,
+        idem: Option<&IdempotencyRequest>,
+        value: &T,
+    ) -> AppResult<()> {
+        let Some(idem) = idem else { return Ok(()) };
+        let mut body = serde_json::to_value(value).map_err(|e| AppError::Internal(e.to_string()))?;
+        if idem.sensitive {
+            let (master_key_id, ciphertext) = self.auth().keyring.encrypt(body.to_string().as_bytes());
+            body = serde_json::json!({"sealed": ciphertext, "master_key_id": master_key_id});
+        }
+        idempotency::complete(tx, scope, &idem.key, 200, body).await?;
+        Ok(())
     }
 }
 

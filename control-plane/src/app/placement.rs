@@ -132,8 +132,7 @@ fn clamp16(v: i64) -> u16 {
 }
 
 /// The group counts per host, in the order of `rows`.
-pub fn group_counts(rows: &[HostRow], counts: &[(uuid::Uuid, i64)]) -> Vec<u32> {
-    let by_host: HashMap<uuid::Uuid, i64> = counts.iter().copied().collect();
+pub fn group_counts(rows: &[HostRow], by_host: &HashMap<uuid::Uuid, i64>) -> Vec<u32> {
     rows.iter().map(|h| clamp(by_host.get(&h.id).copied().unwrap_or(0))).collect()
 }
 

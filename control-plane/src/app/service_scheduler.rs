@@ -13,7 +13,7 @@ use berth_api::{DeploymentId, HostId, ServiceId, TaskDefinitionId};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::tasks::{Launch, launch_in_tx, request_stop};
+use super::tasks::{ClusterView, Launch, launch_in_tx, request_stop};
 use super::{App, AppError, AppResult, placement};
 use crate::reconcilers::service_plan::{self, DaemonHost, ServiceSpec, StopWhy, TaskFacts};
 use crate::store::services::{DeploymentRow, ServiceRow};
@@ -408,6 +408,7 @@ impl App {
             let started_by = format!("service:{}", row.name);
             let mut unplaced = Vec::new();
             let mut quota_failures = Vec::new();
+            let mut view = ClusterView::default();
             for only_host in targets {
                 let launched = launch_in_tx(
                     tx,
@@ -428,6 +429,7 @@ impl App {
                         launch_type,
                         sizes: self.managed_task_sizes(),
                     },
+                    &mut view,
                 )
                 .await?;
                 outcome.started += launched.tasks.len() as u32;

@@ -1,6 +1,6 @@
 //! Task operations. Until placement lands, tasks wait in PROVISIONING.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use berth_api::capacity::{LaunchType, TaskSize};
 use berth_api::hosts::{PlacementConstraint, PlacementDecision, PlacementStrategy};
@@ -29,9 +29,10 @@ pub const MAX_RUN_COUNT: u32 = 10;
 /// How often RunTask plans again when a chosen host changed under it.
 const PLACEMENT_ATTEMPTS: usize = 8;
 
-/// One attempt of RunTask inside its transaction.
+/// One RunTask inside the transaction its batch shares (see
+/// [`super::run_task_batches`]), which holds the cluster's placement lock.
 #[allow(clippy::too_many_arguments)]
-async fn run_in_tx(
+pub(super) async fn run_in_tx(
     tx: &mut Tx,
     scope: AccountScope,
     principal: &Principal,
@@ -41,16 +42,15 @@ async fn run_in_tx(
     req: &RunTaskRequest,
     defaults: &quotas::QuotaDefaults,
     sizes: &[TaskSize],
+    view: &mut ClusterView,
 ) -> AppResult<RunTaskResponse> {
     let cluster = clusters::resolve(tx, scope, cluster).await?;
     authorize(principal, Action::RunTask, Some(&cluster.name))?;
     capacity::not_a_pool(&cluster)?;
-    // Placements in one cluster queue here. The default spread sends every
-    // concurrent RunTask to the same least-loaded hosts, so without the lock
-    // about half of them conflicted at the reservation and planned again; the
-    // conditional reservation still guards every write (and any placement that
-    // does not take this lock, such as the queue's).
-    store::clusters::lock_for_placement(tx, scope, cluster.cluster_id()).await?;
+    if view.locked != Some(cluster.cluster_id()) {
+        store::clusters::lock_for_placement(tx, scope, cluster.cluster_id()).await?;
+        view.locked = Some(cluster.cluster_id());
+    }
     let td = task_definitions::resolve(tx, scope, family, revision).await?;
     if td.status != "ACTIVE" {
         return Err(AppError::validation(
@@ -77,6 +77,7 @@ async fn run_in_tx(
             launch_type: req.launch_type,
             sizes,
         },
+        view,
     )
     .await?;
     if launched.tasks.is_empty()
@@ -109,6 +110,28 @@ pub(crate) struct Launch<'a> {
     pub sizes: &'a [TaskSize],
 }
 
+/// What launches in one transaction have read of a cluster, kept as their
+/// own reservations changed it, so the next launch in the same transaction
+/// (which holds the cluster's placement lock) plans without reading again.
+/// The conditional reservation still checks every host against the database.
+#[derive(Default)]
+pub(crate) struct ClusterView {
+    /// The cluster whose placement lock the transaction holds.
+    pub locked: Option<berth_api::ClusterId>,
+    /// The cluster's hosts as [`store::hosts::for_placement`] reads them.
+    hosts: Option<Vec<store::hosts::HostRow>>,
+    /// Per family: its live tasks on each host.
+    group_counts: HashMap<String, HashMap<uuid::Uuid, i64>>,
+}
+
+impl ClusterView {
+    /// Drops what was read (after a launch was rolled back), keeping the lock.
+    pub fn forget_reads(&mut self) {
+        self.hosts = None;
+        self.group_counts.clear();
+    }
+}
+
 /// What a launch started and what it could not.
 pub(crate) struct Launched {
     /// In id order.
@@ -130,6 +153,7 @@ pub(crate) async fn launch_in_tx(
     scope: AccountScope,
     defaults: &quotas::QuotaDefaults,
     launch: Launch<'_>,
+    view: &mut ClusterView,
 ) -> AppResult<Launched> {
     let Launch {
         cluster,
@@ -176,28 +200,54 @@ pub(crate) async fn launch_in_tx(
     // A MANAGED task takes no host ports: it is reached at its own address.
     let network_mode = if managed { NetworkMode::None } else { def.network_mode };
     let needs = placement::needs_of(cpu, memory, network_mode, &containers);
-    let (host_rows, plan) = if managed {
+    // What this launch read of the cluster, taken out of the view and put
+    // back (with this launch's reservations) only once its writes are done:
+    // a launch that fails leaves nothing stale behind.
+    let mut counts: Option<HashMap<uuid::Uuid, i64>> = None;
+    let (mut host_rows, plan) = if managed {
         place_managed(tx, scope, &needs, count, &spec).await?
     } else {
-        let mut host_rows = store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?;
+        let mut host_rows = match view.hosts.take() {
+            Some(rows) => rows,
+            None => store::hosts::for_placement(tx, scope, cluster.cluster_id()).await?,
+        };
         if let Some(only) = only_host {
             host_rows.retain(|h| h.id == only.0);
         }
-        let counts = if spec.uses_group_counts() {
-            store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?
+        // Taken out even when unused: this launch adds to the family's counts.
+        let cached_counts = view.group_counts.remove(&td.family);
+        let family_counts = if spec.uses_group_counts() {
+            match cached_counts {
+                Some(c) => c,
+                None => store::tasks::group_counts_by_host(tx, scope, cluster.cluster_id(), &td.family).await?,
+            }
         } else {
-            Vec::new()
+            HashMap::new()
         };
         let hosts = placement::engine_hosts(&host_rows);
         let plan = berth_placement::place(
             &hosts,
-            &placement::group_counts(&host_rows, &counts),
+            &placement::group_counts(&host_rows, &family_counts),
             &needs,
             count as usize,
             &spec,
             placement::seed(),
         );
+        if spec.uses_group_counts() {
+            counts = Some(family_counts);
+        }
         (host_rows, plan)
+    };
+    // Gives the view back what this launch read, as it now stands; not when
+    // the rows were narrowed to one host, or are a pool's.
+    let keep_view = !managed && only_host.is_none();
+    let give_back = |view: &mut ClusterView, rows: Vec<store::hosts::HostRow>, counts: Option<_>| {
+        if keep_view {
+            view.hosts = Some(rows);
+            if let Some(c) = counts {
+                view.group_counts.insert(td.family.clone(), c);
+            }
+        }
     };
 
     let now = store::now();
@@ -238,6 +288,7 @@ pub(crate) async fn launch_in_tx(
         }
     }
     if admitted.is_empty() {
+        give_back(view, host_rows, counts);
         return Ok(Launched { tasks: Vec::new(), failures, unplaced: unplaced_tasks, quota_refusal: first_refusal });
     }
     ledger.save(tx, scope).await?;
@@ -346,6 +397,20 @@ pub(crate) async fn launch_in_tx(
         })
         .collect();
     store::events::append_many(tx, scope, events, now).await?;
+
+    // The rows as the reservation left them (the update bumps each version).
+    for ((index, (cpu, memory, _)), used) in per_host.iter().zip(port_lists) {
+        let row = &mut host_rows[*index];
+        row.cpu_used += i64::from(*cpu);
+        row.memory_used += i64::from(*memory);
+        row.ports_used = sqlx::types::Json(used);
+        row.version += 1;
+        if let Some(c) = counts.as_mut() {
+            *c.entry(row.id).or_default() +=
+                admitted.iter().filter(|o| o.as_ref().is_ok_and(|p| p.host_index == *index)).count() as i64;
+        }
+    }
+    give_back(view, host_rows, counts);
     Ok(Launched { tasks: ids, failures, unplaced: unplaced_tasks, quota_refusal: first_refusal })
 }
 
@@ -586,16 +651,17 @@ impl App {
         placement::spec_from(&req.placement_strategy, &req.placement_constraints)?;
         let exhausted = || AppError::InUse("placement kept conflicting with concurrent placements; retry".into());
         super::retry_on_contention(PLACEMENT_ATTEMPTS, exhausted, || {
-            let scope = principal.scope();
-            let (cluster, principal, req, family) =
-                (cluster.to_owned(), principal.clone(), req.clone(), family.clone());
-            let defaults = self.quota_defaults().clone();
-            let sizes = self.managed_task_sizes().to_vec();
-            self.write(scope, idem, move |tx| {
-                Box::pin(async move {
-                    run_in_tx(tx, scope, &principal, &cluster, &family, revision, &req, &defaults, &sizes).await
-                })
-            })
+            self.run_task_batches().submit(
+                self,
+                super::run_task_batches::RunTaskCall {
+                    principal: principal.clone(),
+                    cluster: cluster.to_owned(),
+                    family: family.clone(),
+                    revision,
+                    req: req.clone(),
+                    idem: idem.cloned(),
+                },
+            )
         })
         .await
     }

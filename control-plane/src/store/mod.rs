@@ -277,6 +277,13 @@ pub struct Tx {
     wakeups: Arc<wakeups::Wakeups>,
 }
 
+/// An open savepoint of a [`Tx`]: end it with release or rollback.
+#[must_use = "a savepoint is ended by release_savepoint or rollback_to_savepoint"]
+pub struct Savepoint {
+    /// How many wake-ups the transaction had asked for when it was opened.
+    wakes: usize,
+}
+
 enum TxInner {
     Postgres(sqlx::Transaction<'static, Postgres>),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
@@ -295,6 +302,36 @@ impl Tx {
         if !self.wake.contains(&key) {
             self.wake.push(key);
         }
+    }
+
+    /// Opens a savepoint, so one part of a transaction shared by several
+    /// requests can fail and be undone while the rest commits. Savepoints
+    /// nest; each is ended by [`Tx::release_savepoint`] or
+    /// [`Tx::rollback_to_savepoint`]. Locks taken before it are kept either way.
+    pub async fn savepoint(&mut self) -> StoreResult<Savepoint> {
+        self.raw("SAVEPOINT berth_part").await?;
+        Ok(Savepoint { wakes: self.wake.len() })
+    }
+
+    /// Keeps what was done since the savepoint, as part of the transaction.
+    pub async fn release_savepoint(&mut self, _savepoint: Savepoint) -> StoreResult<()> {
+        self.raw("RELEASE SAVEPOINT berth_part").await
+    }
+
+    /// Undoes what was done since the savepoint (on PostgreSQL, also after
+    /// a failed statement), and forgets the wake-ups it asked for.
+    pub async fn rollback_to_savepoint(&mut self, savepoint: Savepoint) -> StoreResult<()> {
+        self.raw("ROLLBACK TO SAVEPOINT berth_part; RELEASE SAVEPOINT berth_part").await?;
+        self.wake.truncate(savepoint.wakes);
+        Ok(())
+    }
+
+    async fn raw(&mut self, sql: &'static str) -> StoreResult<()> {
+        match &mut self.inner {
+            TxInner::Postgres(tx) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **tx).await.map(|_| ()),
+            TxInner::Sqlite(tx) => sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut **tx).await.map(|_| ()),
+        }
+        .map_err(StoreError::from)
     }
 
     /// Runs a statement; returns the number of rows it affected.

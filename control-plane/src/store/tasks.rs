@@ -250,7 +250,7 @@ pub async fn group_counts_by_host(
     scope: AccountScope,
     cluster: ClusterId,
     family: &str,
-) -> StoreResult<Vec<(uuid::Uuid, i64)>> {
+) -> StoreResult<std::collections::HashMap<uuid::Uuid, i64>> {
     #[derive(FromRow)]
     struct Row {
         host_id: Option<uuid::Uuid>,
@@ -499,14 +499,14 @@ pub async fn account_counts_by_host(
     tx: &mut Tx,
     scope: AccountScope,
     hosts: &[Uuid],
-) -> StoreResult<Vec<(uuid::Uuid, i64)>> {
+) -> StoreResult<std::collections::HashMap<uuid::Uuid, i64>> {
     #[derive(FromRow)]
     struct Row {
         host_id: Option<uuid::Uuid>,
         n: i64,
     }
     if hosts.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Default::default());
     }
     let stmt = Query::select()
         .column(Tasks::HostId)
