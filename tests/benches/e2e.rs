@@ -194,6 +194,16 @@ impl Server {
             .sum()
     }
 
+    /// The sum of a counter over its labels, from the server's own metrics.
+    async fn counter(&self, name: &str) -> f64 {
+        let text = self.operator.with_auth(Auth::None).get("/metrics").await;
+        let text = text.body.as_str().unwrap_or_default().to_owned();
+        text.lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum()
+    }
+
     async fn scalar(&self, sql: &str) -> i64 {
         let pool = sqlx::PgPool::connect(&self.db.url).await.expect("connect");
         let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned())).fetch_one(&pool).await.expect("query");
@@ -374,6 +384,10 @@ async fn run_task_1k_hosts() {
     println!("BENCH {name} placement_failures={failures}");
     println!("BENCH {name} server_cpu_cores={:.2}", (cpu1 - cpu0) / running.as_secs_f64());
     println!("BENCH {name} server_rss_mib={rss:.0}");
+    // How many calls shared each RunTask transaction (see app/run_task_batches.rs).
+    let batches = server.counter("berth_run_task_batches_total").await;
+    let batched = server.counter("berth_run_task_batched_calls_total").await;
+    println!("BENCH {name} calls_per_batch={:.1}", batched / batches.max(1.0));
     let over = server
         .scalar("SELECT COUNT(*) FROM hosts WHERE cpu_used > cpu_total - cpu_reserved OR memory_used > memory_total - memory_reserved")
         .await;
