@@ -19,6 +19,11 @@
 //! - `containers.converge.100`: a service of 100 tasks on the one real agent,
 //!   from the service's creation to its last task's `running_at`, and the
 //!   scale back to 0.
+//! - `containers.converge.100.no_network`: the same with `network_mode`
+//!   `none` (a namespace with loopback only): the difference is what the
+//!   task networks (bridge, veth, address) cost.
+//! - `containers.floor.ctr_client_parallel_100`: 100 `ctr version` at once,
+//!   the part of `ctr_parallel_100` that is the `ctr` clients themselves.
 
 use std::time::{Duration, Instant};
 
@@ -67,6 +72,28 @@ async fn run_task_cached(h: &ClusterWithAgent) -> Vec<f64> {
     ms
 }
 
+/// Seconds for 100 `ctr version` started together to return: the share of
+/// the parallel floor that is the 100 `ctr` clients themselves (process
+/// start and a call to containerd), not containerd, its shims or runc.
+fn ctr_client_floor(socket: &std::path::Path) -> f64 {
+    let started = Instant::now();
+    let children: Vec<_> = (0..100)
+        .map(|_| {
+            berth_tests::bench::ctr_command(socket)
+                .arg("version")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("ctr version")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("ctr version");
+        assert!(out.status.success(), "ctr version: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    started.elapsed().as_secs_f64()
+}
+
 /// Seconds for 100 `ctr run -d` started together to return.
 fn ctr_parallel_floor(socket: &std::path::Path, image: &str) -> f64 {
     let ids: Vec<String> = (0..100).map(|i| format!("floorp-{}-{i}", std::process::id())).collect();
@@ -100,16 +127,17 @@ fn ctr_parallel_floor(socket: &std::path::Path, image: &str) -> f64 {
 
 /// Seconds from a 100-task service's creation to its last task RUNNING, and
 /// from the scale to 0 until every task has stopped.
-async fn converge_100(h: &ClusterWithAgent) -> (f64, f64) {
+async fn converge_100(h: &ClusterWithAgent, service: &str, definition: &str) -> (f64, f64) {
     let c = &h.tenant;
     let created = c
         .post(
             "/v1/clusters/prod/services",
-            json!({"name": "converge", "task_definition": "bench", "desired_count": 100}),
+            json!({"name": service, "task_definition": definition, "desired_count": 100}),
         )
         .await
         .expect(201);
-    c.wait_for("/v1/clusters/prod/services/converge", "100 RUNNING", 300, |s| s["running_count"] == 100).await;
+    let path = format!("/v1/clusters/prod/services/{service}");
+    c.wait_for(&path, "100 RUNNING", 300, |s| s["running_count"] == 100).await;
     let tasks = c.get("/v1/clusters/prod/tasks?desired_status=RUNNING&limit=100").await.expect(200);
     let last = tasks["tasks"]
         .as_array()
@@ -118,11 +146,8 @@ async fn converge_100(h: &ClusterWithAgent) -> (f64, f64) {
         .map(|t| millis_between(&json!({"a": created["created_at"], "b": t["running_at"]}), "a", "b"))
         .fold(0.0, f64::max);
     let down = Instant::now();
-    c.patch("/v1/clusters/prod/services/converge", json!({"desired_count": 0})).await.expect(200);
-    c.wait_for("/v1/clusters/prod/services/converge", "0 tasks", 300, |s| {
-        s["running_count"] == 0 && s["pending_count"] == 0
-    })
-    .await;
+    c.patch(&path, json!({"desired_count": 0})).await.expect(200);
+    c.wait_for(&path, "0 tasks", 300, |s| s["running_count"] == 0 && s["pending_count"] == 0).await;
     for status in ["PENDING", "RUNNING", "STOPPING"] {
         let path = format!("/v1/clusters/prod/tasks?last_status={status}&limit=1");
         c.wait_for(&path, "every task STOPPED", 300, |t| t["tasks"] == json!([])).await;
@@ -149,8 +174,22 @@ async fn main() {
     if wanted.is_empty() || wanted.iter().any(|w| w == "converge") {
         let floor = ctr_parallel_floor(&h.env.socket, &h.env.image);
         println!("BENCH containers.floor.ctr_parallel_100 seconds={floor:.2}");
-        let (up, down) = converge_100(&h).await;
+        let clients = ctr_client_floor(&h.env.socket);
+        println!("BENCH containers.floor.ctr_client_parallel_100 seconds={clients:.2}");
+        let (up, down) = converge_100(&h, "converge", "bench").await;
         print_converge("containers.converge.100", up, down, floor);
+        // The same without a network of its own (loopback only): what the
+        // bridge, its veth and the address cost the converge.
+        register(
+            &h.tenant,
+            &h.env,
+            "bench-no-network",
+            json!({"network_mode": "none", "container_definitions": [{"name": "app", "memory": 16,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
+        )
+        .await;
+        let (up, down) = converge_100(&h, "converge-no-network", "bench-no-network").await;
+        print_converge("containers.converge.100.no_network", up, down, floor);
         // The same on SQLite, the store `berth dev` uses.
         let lite = ClusterWithAgent::start_on(berth_tests::Backend::Sqlite).await;
         register(
@@ -161,7 +200,7 @@ async fn main() {
                 "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
         )
         .await;
-        let (up, down) = converge_100(&lite).await;
+        let (up, down) = converge_100(&lite, "converge", "bench").await;
         print_converge("containers.converge.100.sqlite", up, down, floor);
         lite.finish().await;
     }
