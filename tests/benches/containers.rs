@@ -72,48 +72,42 @@ async fn run_task_cached(h: &ClusterWithAgent) -> Vec<f64> {
     ms
 }
 
+/// Starts one `ctr` per argument list, all at once, and returns the seconds
+/// until every one has exited successfully.
+fn ctr_all_at_once(socket: &std::path::Path, runs: &[Vec<&str>]) -> f64 {
+    let started = Instant::now();
+    let children: Vec<_> = runs
+        .iter()
+        .map(|args| {
+            berth_tests::bench::ctr_command(socket)
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start ctr")
+        })
+        .collect();
+    for (child, args) in children.into_iter().zip(runs) {
+        let out = child.wait_with_output().expect("ctr");
+        assert!(out.status.success(), "ctr {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    started.elapsed().as_secs_f64()
+}
+
 /// Seconds for 100 `ctr version` started together to return: the share of
 /// the parallel floor that is the 100 `ctr` clients themselves (process
 /// start and a call to containerd), not containerd, its shims or runc.
 fn ctr_client_floor(socket: &std::path::Path) -> f64 {
-    let started = Instant::now();
-    let children: Vec<_> = (0..100)
-        .map(|_| {
-            berth_tests::bench::ctr_command(socket)
-                .arg("version")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("ctr version")
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().expect("ctr version");
-        assert!(out.status.success(), "ctr version: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    started.elapsed().as_secs_f64()
+    ctr_all_at_once(socket, &vec![vec!["version"]; 100])
 }
 
 /// Seconds for 100 `ctr run -d` started together to return.
 fn ctr_parallel_floor(socket: &std::path::Path, image: &str) -> f64 {
     let ids: Vec<String> = (0..100).map(|i| format!("floorp-{}-{i}", std::process::id())).collect();
-    let started = Instant::now();
-    let children: Vec<_> = ids
-        .iter()
-        .map(|id| {
-            berth_tests::bench::ctr_command(socket)
-                .args(["run", "-d", image, id, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("ctr run -d")
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().expect("ctr run");
-        assert!(out.status.success(), "ctr run -d: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let secs = started.elapsed().as_secs_f64();
+    let workload = "trap 'exit 0' TERM; while true; do sleep 1; done";
+    let runs: Vec<Vec<&str>> =
+        ids.iter().map(|id| vec!["run", "-d", image, id.as_str(), "sh", "-c", workload]).collect();
+    let secs = ctr_all_at_once(socket, &runs);
     for id in &ids {
         let ctr = |args: &[&str]| {
             let _ = berth_tests::bench::ctr_command(socket).args(args).output();
