@@ -27,7 +27,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_tests::bench::{ctr_run_floor, report_ms as report};
+use berth_tests::bench::{STOPPABLE_WORKLOAD, ctr_run_floor, report_ms as report};
 use berth_tests::containers::{ClusterWithAgent, register, run_one, wait_task};
 use serde_json::json;
 
@@ -42,16 +42,16 @@ fn millis_between(task: &serde_json::Value, from: &str, to: &str) -> f64 {
     (at(to) - at(from)).as_seconds_f64() * 1000.0
 }
 
+/// The benchmarks' task definition: one 16 MiB container of the stoppable
+/// workload, on the given network mode.
+fn definition(network_mode: &str) -> serde_json::Value {
+    json!({"network_mode": network_mode, "container_definitions": [{"name": "app", "memory": 16,
+        "command": ["sh", "-c", STOPPABLE_WORKLOAD]}]})
+}
+
 async fn run_task_cached(h: &ClusterWithAgent) -> Vec<f64> {
     let c = &h.tenant;
-    register(
-        c,
-        &h.env,
-        "bench",
-        json!({"container_definitions": [{"name": "app", "memory": 16,
-            "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
-    )
-    .await;
+    register(c, &h.env, "bench", definition("bridge")).await;
     // One task to pull the image: what follows runs from the host's copy.
     let warm = run_one(c, "prod", "bench").await;
     wait_task(c, "prod", &warm, 120, "RUNNING", |t| t["last_status"] == "RUNNING").await;
@@ -104,9 +104,8 @@ fn ctr_client_floor(socket: &std::path::Path) -> f64 {
 /// Seconds for 100 `ctr run -d` started together to return.
 fn ctr_parallel_floor(socket: &std::path::Path, image: &str) -> f64 {
     let ids: Vec<String> = (0..100).map(|i| format!("floorp-{}-{i}", std::process::id())).collect();
-    let workload = "trap 'exit 0' TERM; while true; do sleep 1; done";
     let runs: Vec<Vec<&str>> =
-        ids.iter().map(|id| vec!["run", "-d", image, id.as_str(), "sh", "-c", workload]).collect();
+        ids.iter().map(|id| vec!["run", "-d", image, id.as_str(), "sh", "-c", STOPPABLE_WORKLOAD]).collect();
     let secs = ctr_all_at_once(socket, &runs);
     for id in &ids {
         let ctr = |args: &[&str]| {
@@ -174,26 +173,12 @@ async fn main() {
         print_converge("containers.converge.100", up, down, floor);
         // The same without a network of its own (loopback only): what the
         // bridge, its veth and the address cost the converge.
-        register(
-            &h.tenant,
-            &h.env,
-            "bench-no-network",
-            json!({"network_mode": "none", "container_definitions": [{"name": "app", "memory": 16,
-                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
-        )
-        .await;
+        register(&h.tenant, &h.env, "bench-no-network", definition("none")).await;
         let (up, down) = converge_100(&h, "converge-no-network", "bench-no-network").await;
         print_converge("containers.converge.100.no_network", up, down, floor);
         // The same on SQLite, the store `berth dev` uses.
         let lite = ClusterWithAgent::start_on(berth_tests::Backend::Sqlite).await;
-        register(
-            &lite.tenant,
-            &lite.env,
-            "bench",
-            json!({"container_definitions": [{"name": "app", "memory": 16,
-                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
-        )
-        .await;
+        register(&lite.tenant, &lite.env, "bench", definition("bridge")).await;
         let (up, down) = converge_100(&lite, "converge", "bench").await;
         print_converge("containers.converge.100.sqlite", up, down, floor);
         lite.finish().await;

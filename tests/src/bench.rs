@@ -4,6 +4,11 @@
 use std::path::Path;
 use std::time::Instant;
 
+/// The benchmarks' long-running container command (for `sh -c`). It exits on
+/// SIGTERM, which busybox `sleep` as PID 1 would ignore, so a stop does not
+/// wait out the stop timeout.
+pub const STOPPABLE_WORKLOAD: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
+
 /// The `p` quantile (0-1) of sorted samples, by nearest rank.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
