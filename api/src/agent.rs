@@ -108,7 +108,8 @@ pub struct Assignment {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AssignmentsResponse {
     pub assignments: Vec<Assignment>,
-    /// Pass as `after` next time, and acknowledge it once applied.
+    /// Pass as `after` next time, and acknowledge it once applied (with
+    /// `POST .../assignments/ack`, or as `ack` on the next poll).
     pub cursor: i64,
 }
 
@@ -120,6 +121,10 @@ pub struct AssignmentsQuery {
     pub after: Option<i64>,
     /// Seconds to wait for a change before answering empty (0-30, default 20).
     pub wait: Option<u32>,
+    /// First acknowledge every change up to and including this one, exactly as
+    /// `POST .../assignments/ack` would, then answer. An agent that passes the
+    /// cursor it has just applied saves a request per batch of changes.
+    pub ack: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -93,11 +93,20 @@ impl AgentClient {
         decode(resp).await
     }
 
-    /// Changes after `after` (default: after the acknowledged cursor), waiting up to `wait` seconds.
-    pub async fn assignments(&self, after: Option<i64>, wait: u32) -> Result<AssignmentsResponse, ClientError> {
+    /// Changes after `after` (default: after the acknowledged cursor), waiting
+    /// up to `wait` seconds; `ack` first acknowledges the changes up to it.
+    pub async fn assignments(
+        &self,
+        after: Option<i64>,
+        ack: Option<i64>,
+        wait: u32,
+    ) -> Result<AssignmentsResponse, ClientError> {
         let mut url = format!("{}?wait={wait}", self.url("/assignments"));
         if let Some(a) = after {
             url.push_str(&format!("&after={a}"));
+        }
+        if let Some(a) = ack {
+            url.push_str(&format!("&ack={a}"));
         }
         decode(self.http.get(url).header("authorization", &self.authorization).send().await?).await
     }

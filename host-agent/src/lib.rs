@@ -172,31 +172,44 @@ pub async fn run_with(
     let reporter = tokio::spawn(report_loop(client.clone(), runtime.clone(), stop.clone()));
     let heartbeats =
         tokio::spawn(heartbeat_loop(client.clone(), runtime.clone(), logs_endpoint, interval.clone(), stop.clone()));
+    // The cursor of changes applied but not yet acknowledged: the next poll
+    // carries it, so applying a batch costs one request, not two.
+    let mut unacked: Option<i64> = None;
     loop {
-        let poll = client.assignments(None, 20);
+        let poll = client.assignments(None, unacked, 20);
         let got = tokio::select! {
             r = poll => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         match got {
             Ok(page) => {
+                unacked = None;
                 for a in &page.assignments {
                     match a.desired_status {
                         DesiredStatus::Running => runtime.start(a.task.clone()).await,
                         DesiredStatus::Stopped => runtime.stop(a.task_id).await,
                     }
                 }
-                if !page.assignments.is_empty()
-                    && let Err(e) = client.ack(&AckRequest { cursor: page.cursor }).await
-                {
-                    tracing::warn!(error = %e, "could not acknowledge assignments; they will come again");
+                if !page.assignments.is_empty() {
+                    unacked = Some(page.cursor);
                 }
             }
             Err(e) => {
+                // A refused cursor would be refused forever; unacknowledged changes simply come again.
+                if matches!(e, ClientError::Api { status: 422, .. }) {
+                    unacked = None;
+                }
                 tracing::warn!(error = %e, "assignment poll failed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
+    }
+    // Stopping between applying a batch and the next poll: acknowledge it
+    // now, so a restart does not apply it again (it would be harmless).
+    if let Some(cursor) = unacked
+        && let Err(e) = client.ack(&AckRequest { cursor }).await
+    {
+        tracing::warn!(error = %e, "could not acknowledge assignments; they will come again");
     }
     heartbeats.abort();
     reporter.abort();

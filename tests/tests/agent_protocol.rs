@@ -31,6 +31,11 @@ impl FakeAgent {
         self.client.get(&format!("/v1/agent/hosts/{}/assignments{q}", self.host)).await.expect(200)
     }
 
+    /// A poll that answers at once, with extra query parameters.
+    async fn poll_with(&self, query: &str) -> berth_tests::Resp {
+        self.client.get(&format!("/v1/agent/hosts/{}/assignments?wait=0&{query}", self.host)).await
+    }
+
     async fn ack(&self, cursor: i64) {
         let r = self
             .client
@@ -172,6 +177,41 @@ async fn an_agent_that_reconnects_misses_nothing(backend: Backend) {
     s.stop().await;
 }
 
+/// `ack` on a poll acknowledges as `POST .../ack` does: forward only, never
+/// past the stream's end (refused, and then nothing changes).
+async fn a_poll_can_carry_the_acknowledgement(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let c = setup(&s).await;
+    let agent = FakeAgent::join(&c, "prod").await;
+    let first = run_one(&c).await;
+    let got = agent.poll(None, 0).await;
+    assert_eq!(got["assignments"][0]["task_id"], first.as_str());
+    assert_eq!(got["cursor"], 1);
+    let acked = agent.poll_with("ack=1").await.expect(200);
+    assert_eq!(acked, json!({"assignments": [], "cursor": 1}));
+    // A restart without a cursor resumes after the acknowledged change.
+    assert_eq!(agent.poll(None, 0).await, json!({"assignments": [], "cursor": 1}));
+
+    let second = run_one(&c).await;
+    let third = run_one(&c).await;
+    let refused = agent.poll_with("ack=99").await.expect_error(422, "ValidationError");
+    assert_eq!(refused["field"], "ack", "{refused}");
+    let pending = agent.poll(None, 0).await;
+    let ids: Vec<&str> =
+        pending["assignments"].as_array().expect("assignments").iter().filter_map(|a| a["task_id"].as_str()).collect();
+    assert_eq!(ids, [second.as_str(), third.as_str()], "a refused ack acknowledges nothing");
+
+    // Acknowledging the first of them answers with the one after it.
+    let rest = agent.poll_with("ack=2").await.expect(200);
+    assert_eq!(rest["assignments"][0]["task_id"], third.as_str());
+    assert_eq!(rest["assignments"].as_array().map(Vec::len), Some(1));
+    assert_eq!(rest["cursor"], 3);
+    // An older cursor does not move the acknowledgement back.
+    agent.poll_with("ack=3").await.expect(200);
+    assert_eq!(agent.poll_with("ack=1").await.expect(200), json!({"assignments": [], "cursor": 3}));
+    s.stop().await;
+}
+
 async fn long_poll_answers_when_a_change_arrives(backend: Backend) {
     let s = TestServer::start(backend).await;
     let c = setup(&s).await;
@@ -281,6 +321,7 @@ on_both_backends!(
     batched_reports_are_judged_one_by_one,
     assignments_reports_and_stopping,
     an_agent_that_reconnects_misses_nothing,
+    a_poll_can_carry_the_acknowledgement,
     long_poll_answers_when_a_change_arrives
 );
 

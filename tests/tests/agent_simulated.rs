@@ -92,6 +92,16 @@ async fn simulated_agents_run_and_stop_tasks_and_keep_their_identity() {
     for h in handles {
         h.await.expect("join").expect("agent");
     }
+    // What the agents applied they acknowledged: on their next poll, or on
+    // the way out for the batch they applied last (the stop).
+    let berth_control_plane::store::Pool::Postgres(pool) = s.app.db().pool() else { panic!("a PostgreSQL test") };
+    let unacknowledged: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM hosts WHERE assignment_acked <> assignment_seq OR assignment_seq = 0")
+            .fetch_one(pool)
+            .await
+            .expect("count");
+    assert_eq!(unacknowledged, 0, "every host acknowledged its whole stream");
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let (ids_again, handles) = start(stop_rx).await;
     assert_eq!(ids, ids_again);

@@ -256,18 +256,23 @@ impl App {
     }
 
     /// The host's changes after `after` (default: after the acknowledged
-    /// position), waiting up to `wait` seconds for one to appear.
+    /// position), waiting up to `wait` seconds for one to appear. With `ack`,
+    /// the changes up to it are acknowledged first.
     pub async fn assignments(
         &self,
         host: &HostPrincipal,
         host_ref: &str,
         after: Option<i64>,
+        ack: Option<i64>,
         wait: Option<u32>,
     ) -> AppResult<AssignmentsResponse> {
         own_host(host, host_ref)?;
         let wait = wait.unwrap_or(20);
         if wait > MAX_WAIT_SECONDS {
             return Err(AppError::bad_request(Some("wait"), format!("wait must be 0-{MAX_WAIT_SECONDS} seconds")));
+        }
+        if let Some(cursor) = ack {
+            self.acknowledge(host, cursor, "ack").await?;
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(wait));
         // `answer`: reply even when there is nothing new (the deadline passed,
@@ -325,6 +330,11 @@ impl App {
 
     pub async fn ack_assignments(&self, host: &HostPrincipal, host_ref: &str, cursor: i64) -> AppResult<()> {
         own_host(host, host_ref)?;
+        self.acknowledge(host, cursor, "cursor").await
+    }
+
+    /// Moves the host's acknowledged cursor; `field` names where the cursor came from.
+    async fn acknowledge(&self, host: &HostPrincipal, cursor: i64, field: &'static str) -> AppResult<()> {
         let mut tx = self.db().begin_write().await?;
         let moved = store::hosts::ack(&mut tx, host.host_id, cursor).await?;
         tx.commit().await?;
@@ -336,8 +346,8 @@ impl App {
                 && cursor > row.assignment_seq
             {
                 return Err(AppError::validation(
-                    "cursor",
-                    format!("cursor {cursor} is past the stream's end ({})", row.assignment_seq),
+                    field,
+                    format!("{field} {cursor} is past the stream's end ({})", row.assignment_seq),
                 ));
             }
         }

@@ -503,13 +503,15 @@ pub async fn mark_stale(tx: &mut Tx, from: &[&str], to: &str, cutoff: OffsetDate
     tx.fetch_all(&stmt).await
 }
 
-/// Moves the agent's acknowledged cursor forward (never back, never past the stream's end).
+/// Moves the agent's acknowledged cursor forward (never back, never past the
+/// stream's end); true when it moved.
 pub async fn ack(tx: &mut Tx, id: HostId, cursor: i64) -> StoreResult<bool> {
     let stmt = Query::update()
         .table(Hosts::Table)
         .value(Hosts::AssignmentAcked, cursor)
         .and_where(Expr::col(Hosts::Id).eq(id.0))
-        .and_where(Expr::col(Hosts::AssignmentAcked).lte(cursor))
+        // Only a forward move writes: a repeated ack takes no row lock.
+        .and_where(Expr::col(Hosts::AssignmentAcked).lt(cursor))
         .and_where(Expr::col(Hosts::AssignmentSeq).gte(cursor))
         .to_owned();
     Ok(tx.execute(&stmt).await? == 1)

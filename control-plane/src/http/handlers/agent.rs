@@ -67,6 +67,7 @@ pub async fn heartbeat(
     responses(
         (status = 200, description = "Changes after the cursor, oldest first (empty after the wait)", body = berth_api::agent::AssignmentsResponse),
         (status = 403, description = "Not this host's credential", body = ErrorBody),
+        (status = 422, description = "`ack` is past the stream's end", body = ErrorBody),
     ))]
 pub async fn assignments(
     State(state): State<AppState>,
@@ -74,7 +75,7 @@ pub async fn assignments(
     Path(host_ref): Path<String>,
     crate::http::extract::ApiQuery(q): crate::http::extract::ApiQuery<berth_api::agent::AssignmentsQuery>,
 ) -> Result<axum::Json<berth_api::agent::AssignmentsResponse>, AppError> {
-    Ok(axum::Json(state.app.assignments(&host, &host_ref, q.after, q.wait).await?))
+    Ok(axum::Json(state.app.assignments(&host, &host_ref, q.after, q.ack, q.wait).await?))
 }
 
 /// Acknowledge every change up to a cursor.
