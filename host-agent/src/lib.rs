@@ -183,16 +183,14 @@ pub async fn run_with(
         };
         match got {
             Ok(page) => {
-                unacked = None;
                 for a in &page.assignments {
                     match a.desired_status {
                         DesiredStatus::Running => runtime.start(a.task.clone()).await,
                         DesiredStatus::Stopped => runtime.stop(a.task_id).await,
                     }
                 }
-                if !page.assignments.is_empty() {
-                    unacked = Some(page.cursor);
-                }
+                // The poll carried the previous acknowledgement; only this page is left.
+                unacked = (!page.assignments.is_empty()).then_some(page.cursor);
             }
             Err(e) => {
                 // A refused cursor would be refused forever; unacknowledged changes simply come again.

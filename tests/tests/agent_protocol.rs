@@ -24,16 +24,13 @@ impl FakeAgent {
     }
 
     async fn poll(&self, after: Option<i64>, wait: u32) -> Value {
-        let q = match after {
-            Some(a) => format!("?after={a}&wait={wait}"),
-            None => format!("?wait={wait}"),
-        };
-        self.client.get(&format!("/v1/agent/hosts/{}/assignments{q}", self.host)).await.expect(200)
+        let after = after.map(|a| format!("&after={a}")).unwrap_or_default();
+        self.poll_with(&format!("wait={wait}{after}")).await.expect(200)
     }
 
-    /// A poll that answers at once, with extra query parameters.
+    /// A poll with the given query parameters, whatever it answers.
     async fn poll_with(&self, query: &str) -> berth_tests::Resp {
-        self.client.get(&format!("/v1/agent/hosts/{}/assignments?wait=0&{query}", self.host)).await
+        self.client.get(&format!("/v1/agent/hosts/{}/assignments?{query}", self.host)).await
     }
 
     async fn ack(&self, cursor: i64) {
@@ -187,14 +184,14 @@ async fn a_poll_can_carry_the_acknowledgement(backend: Backend) {
     let got = agent.poll(None, 0).await;
     assert_eq!(got["assignments"][0]["task_id"], first.as_str());
     assert_eq!(got["cursor"], 1);
-    let acked = agent.poll_with("ack=1").await.expect(200);
+    let acked = agent.poll_with("wait=0&ack=1").await.expect(200);
     assert_eq!(acked, json!({"assignments": [], "cursor": 1}));
     // A restart without a cursor resumes after the acknowledged change.
     assert_eq!(agent.poll(None, 0).await, json!({"assignments": [], "cursor": 1}));
 
     let second = run_one(&c).await;
     let third = run_one(&c).await;
-    let refused = agent.poll_with("ack=99").await.expect_error(422, "ValidationError");
+    let refused = agent.poll_with("wait=0&ack=99").await.expect_error(422, "ValidationError");
     assert_eq!(refused["field"], "ack", "{refused}");
     let pending = agent.poll(None, 0).await;
     let ids: Vec<&str> =
@@ -202,13 +199,13 @@ async fn a_poll_can_carry_the_acknowledgement(backend: Backend) {
     assert_eq!(ids, [second.as_str(), third.as_str()], "a refused ack acknowledges nothing");
 
     // Acknowledging the first of them answers with the one after it.
-    let rest = agent.poll_with("ack=2").await.expect(200);
+    let rest = agent.poll_with("wait=0&ack=2").await.expect(200);
     assert_eq!(rest["assignments"][0]["task_id"], third.as_str());
     assert_eq!(rest["assignments"].as_array().map(Vec::len), Some(1));
     assert_eq!(rest["cursor"], 3);
     // An older cursor does not move the acknowledgement back.
-    agent.poll_with("ack=3").await.expect(200);
-    assert_eq!(agent.poll_with("ack=1").await.expect(200), json!({"assignments": [], "cursor": 3}));
+    agent.poll_with("wait=0&ack=3").await.expect(200);
+    assert_eq!(agent.poll_with("wait=0&ack=1").await.expect(200), json!({"assignments": [], "cursor": 3}));
     s.stop().await;
 }
 
