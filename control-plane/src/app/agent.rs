@@ -278,20 +278,20 @@ impl App {
         // `answer`: reply even when there is nothing new (the deadline passed,
         // or the server is shutting down).
         let read = |answer: bool| async move {
-            let mut tx = self.db().begin_read().await?;
-            let row = store::hosts::find_for_authentication(&mut tx, host.host_id)
+            let (after, rows) = store::assignments::pending(self.db(), host.host_id, after, MAX_BATCH)
                 .await?
                 .ok_or_else(|| AppError::not_found("host", host_ref))?;
-            let after = after.unwrap_or(row.assignment_acked);
-            let rows = store::assignments::after(&mut tx, host.host_id, after, MAX_BATCH).await?;
             if rows.is_empty() {
-                tx.rollback().await?;
                 return Ok::<_, AppError>(if answer || tokio::time::Instant::now() >= deadline {
                     Some(AssignmentsResponse { assignments: Vec::new(), cursor: after })
                 } else {
                     None
                 });
             }
+            // The tasks behind the changes are read after the changes
+            // themselves: a change is committed with its task, and a task
+            // removed since is skipped below.
+            let mut tx = self.db().begin_read().await?;
             let mut assignments = Vec::with_capacity(rows.len());
             let ids: Vec<TaskId> = rows.iter().map(|a| TaskId(a.task_id)).collect();
             let tasks: HashMap<uuid::Uuid, TaskRow> =
@@ -335,21 +335,11 @@ impl App {
 
     /// Moves the host's acknowledged cursor; `field` names where the cursor came from.
     async fn acknowledge(&self, host: &HostPrincipal, cursor: i64, field: &'static str) -> AppResult<()> {
-        let mut tx = self.db().begin_write().await?;
-        let moved = store::hosts::ack(&mut tx, host.host_id, cursor).await?;
-        tx.commit().await?;
-        if !moved {
-            let mut tx = self.db().begin_read().await?;
-            let row = store::hosts::find_for_authentication(&mut tx, host.host_id).await?;
-            tx.rollback().await?;
-            if let Some(row) = row
-                && cursor > row.assignment_seq
-            {
-                return Err(AppError::validation(
-                    field,
-                    format!("{field} {cursor} is past the stream's end ({})", row.assignment_seq),
-                ));
-            }
+        if !store::hosts::ack(self.db(), host.host_id, cursor).await?
+            && let Some(end) = store::hosts::assignment_end(self.db(), host.host_id).await?
+            && cursor > end
+        {
+            return Err(AppError::validation(field, format!("{field} {cursor} is past the stream's end ({end})")));
         }
         Ok(())
     }

@@ -96,15 +96,59 @@ pub async fn append_for_hosts(
     Ok(())
 }
 
-/// Changes after `after`, oldest first.
-pub async fn after(tx: &mut Tx, host: HostId, after: i64, limit: u64) -> StoreResult<Vec<AssignmentRow>> {
+/// A host's changes after `after`, oldest first, or after its acknowledged
+/// position when `after` is `None`. Returns that position with the changes,
+/// or `None` when there is no such host.
+///
+/// One statement outside a transaction: an agent's long-poll reads this on
+/// arrival and again on every wake-up, and most reads find nothing.
+pub async fn pending(
+    db: &super::Db,
+    host: HostId,
+    after: Option<i64>,
+    limit: u64,
+) -> StoreResult<Option<(i64, Vec<AssignmentRow>)>> {
+    #[derive(FromRow)]
+    struct Pending {
+        acked: i64,
+        seq: Option<i64>,
+        task_id: Option<Uuid>,
+        desired_status: Option<String>,
+    }
+    let from = match after {
+        Some(after) => Expr::val(after),
+        None => Expr::col((Hosts::Table, Hosts::AssignmentAcked)),
+    };
+    // The left join keeps the host's row when nothing is pending, so an
+    // empty answer still says where the stream was read from.
     let stmt = Query::select()
-        .columns([HostAssignments::Seq, HostAssignments::TaskId, HostAssignments::DesiredStatus])
-        .from(HostAssignments::Table)
-        .and_where(Expr::col(HostAssignments::HostId).eq(host.0))
-        .and_where(Expr::col(HostAssignments::Seq).gt(after))
-        .order_by(HostAssignments::Seq, Order::Asc)
+        .expr_as(Expr::col((Hosts::Table, Hosts::AssignmentAcked)), sea_query::Alias::new("acked"))
+        .columns([
+            (HostAssignments::Table, HostAssignments::Seq),
+            (HostAssignments::Table, HostAssignments::TaskId),
+            (HostAssignments::Table, HostAssignments::DesiredStatus),
+        ])
+        .from(Hosts::Table)
+        .left_join(
+            HostAssignments::Table,
+            Expr::col((HostAssignments::Table, HostAssignments::HostId))
+                .equals((Hosts::Table, Hosts::Id))
+                .and(Expr::col((HostAssignments::Table, HostAssignments::Seq)).gt(from)),
+        )
+        .and_where(Expr::col((Hosts::Table, Hosts::Id)).eq(host.0))
+        .order_by((HostAssignments::Table, HostAssignments::Seq), Order::Asc)
         .limit(limit)
         .to_owned();
-    tx.fetch_all(&stmt).await
+    let rows: Vec<Pending> = db.fetch_all(&stmt).await?;
+    let Some(acked) = rows.first().map(|r| r.acked) else {
+        return Ok(None);
+    };
+    let changes = rows
+        .into_iter()
+        .filter_map(|r| match (r.seq, r.task_id, r.desired_status) {
+            (Some(seq), Some(task_id), Some(desired_status)) => Some(AssignmentRow { seq, task_id, desired_status }),
+            _ => None,
+        })
+        .collect();
+    Ok(Some((after.unwrap_or(acked), changes)))
 }

@@ -188,6 +188,20 @@ pub async fn find_for_authentication(tx: &mut Tx, id: HostId) -> StoreResult<Opt
     tx.fetch_optional(&stmt).await
 }
 
+/// Where the host's assignment stream ends, read outside a transaction.
+pub async fn assignment_end(db: &super::Db, id: HostId) -> StoreResult<Option<i64>> {
+    #[derive(FromRow)]
+    struct End {
+        assignment_seq: i64,
+    }
+    let stmt = Query::select()
+        .column(Hosts::AssignmentSeq)
+        .from(Hosts::Table)
+        .and_where(Expr::col(Hosts::Id).eq(id.0))
+        .to_owned();
+    Ok(db.fetch_optional::<End, _>(&stmt).await?.map(|e| e.assignment_seq))
+}
+
 pub async fn get(tx: &mut Tx, scope: AccountScope, cluster: ClusterId, id: HostId) -> StoreResult<Option<HostRow>> {
     let stmt = select()
         .and_where(Expr::col(Hosts::AccountId).eq(scope.uuid()))
@@ -505,7 +519,7 @@ pub async fn mark_stale(tx: &mut Tx, from: &[&str], to: &str, cutoff: OffsetDate
 
 /// Moves the agent's acknowledged cursor forward (never back, never past the
 /// stream's end); true when it moved.
-pub async fn ack(tx: &mut Tx, id: HostId, cursor: i64) -> StoreResult<bool> {
+pub async fn ack(db: &super::Db, id: HostId, cursor: i64) -> StoreResult<bool> {
     let stmt = Query::update()
         .table(Hosts::Table)
         .value(Hosts::AssignmentAcked, cursor)
@@ -514,7 +528,8 @@ pub async fn ack(tx: &mut Tx, id: HostId, cursor: i64) -> StoreResult<bool> {
         .and_where(Expr::col(Hosts::AssignmentAcked).lt(cursor))
         .and_where(Expr::col(Hosts::AssignmentSeq).gte(cursor))
         .to_owned();
-    Ok(tx.execute(&stmt).await? == 1)
+    // One statement, so it needs no transaction of its own.
+    Ok(db.execute_alone(&stmt).await? == 1)
 }
 
 /// Removes a cluster's DEREGISTERED hosts (with their assignment streams),

@@ -240,6 +240,36 @@ impl Db {
         })
     }
 
+    /// Like [`Db::fetch_optional`], for a statement that returns many rows.
+    pub async fn fetch_all<T: Row, S: SqlxBinder>(&self, stmt: &S) -> StoreResult<Vec<T>> {
+        Ok(match &self.pool {
+            Pool::Postgres(p) => {
+                let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(p).await?
+            }
+            Pool::Sqlite(p) => {
+                let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_as_with::<_, T, _>(AssertSqlSafe(sql), values).fetch_all(p).await?
+            }
+        })
+    }
+
+    /// Runs one write statement on its own (it commits by itself, atomically):
+    /// for a hot write that needs nothing else in its transaction and wakes no
+    /// one. Returns the number of rows it affected.
+    pub async fn execute_alone<S: SqlxBinder>(&self, stmt: &S) -> StoreResult<u64> {
+        Ok(match &self.pool {
+            Pool::Postgres(p) => {
+                let (sql, values) = stmt.build_sqlx(PostgresQueryBuilder);
+                sqlx::query_with(AssertSqlSafe(sql), values).execute(p).await?.rows_affected()
+            }
+            Pool::Sqlite(p) => {
+                let (sql, values) = stmt.build_sqlx(SqliteQueryBuilder);
+                sqlx::query_with(AssertSqlSafe(sql), values).execute(p).await?.rows_affected()
+            }
+        })
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> StoreResult<()> {
         match &self.pool {
