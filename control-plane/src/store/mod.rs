@@ -217,7 +217,10 @@ impl Db {
         }))
     }
 
-    /// A transaction that only reads (a consistent snapshot on both backends).
+    /// A transaction that only reads. On SQLite it is one snapshot; on
+    /// PostgreSQL it runs at the default READ COMMITTED, where each statement
+    /// sees the commits made before it began, so reads that must agree with
+    /// each other have to be one statement.
     pub async fn begin_read(&self) -> StoreResult<Tx> {
         Ok(self.tx(match &self.pool {
             Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
