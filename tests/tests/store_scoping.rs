@@ -1,4 +1,5 @@
-//! Every store query scoped to account A sees only A's rows, on both backends.
+//! Every store query scoped to account A sees only A's rows, and a read
+//! transaction sees one snapshot, on both backends.
 
 use berth_api::task_definitions::{ContainerDefinition, NetworkMode, RegisterTaskDefinitionRequest};
 use berth_api::tasks::TaskOverrides;
@@ -161,4 +162,38 @@ async fn conditional_writes_need_the_right_scope(backend: Backend) {
     assert!(store::clusters::get_by_id(&mut tx, a, a_cluster).await.expect("get").is_some());
 }
 
-on_both_backends!(scoped_queries_never_cross_accounts, conditional_writes_need_the_right_scope);
+/// A handler that reads twice inside `begin_read` (a service, then its
+/// tasks) must not see a commit land between the two reads.
+async fn a_read_transaction_sees_one_snapshot(backend: Backend) {
+    let t = TestDb::new(backend).await;
+    let (a, _, _, _) = populate(&t.db, "account-a").await;
+    let mut read = t.db.begin_read().await.expect("tx");
+    let before = store::clusters::list(&mut read, a, None, None, 100).await.expect("list");
+    assert_eq!(before.len(), 1);
+
+    let mut write = t.db.begin_write().await.expect("tx");
+    let tags = Tags::new();
+    let now = store::now();
+    let new = store::clusters::NewCluster {
+        id: ClusterId::generate(),
+        name: "second",
+        tags: &tags,
+        now,
+        pool_priority: None,
+    };
+    store::clusters::insert(&mut write, a, new).await.expect("cluster");
+    write.commit().await.expect("commit");
+
+    let during = store::clusters::list(&mut read, a, None, None, 100).await.expect("list");
+    assert_eq!(during.len(), 1, "a commit after the read transaction's first statement stays invisible to it");
+    read.rollback().await.expect("rollback");
+    let mut read = t.db.begin_read().await.expect("tx");
+    let after = store::clusters::list(&mut read, a, None, None, 100).await.expect("list");
+    assert_eq!(after.len(), 2, "the next read transaction sees the commit");
+}
+
+on_both_backends!(
+    scoped_queries_never_cross_accounts,
+    conditional_writes_need_the_right_scope,
+    a_read_transaction_sees_one_snapshot
+);

@@ -217,13 +217,18 @@ impl Db {
         }))
     }
 
-    /// A transaction that only reads. On SQLite it is one snapshot; on
-    /// PostgreSQL it runs at the default READ COMMITTED, where each statement
-    /// sees the commits made before it began, so reads that must agree with
-    /// each other have to be one statement.
+    /// A transaction that only reads, and sees one snapshot taken at its first
+    /// statement on both backends: a handler that reads a service and then its
+    /// tasks never sees a commit land between the two. On PostgreSQL that takes
+    /// REPEATABLE READ (the default READ COMMITTED gives each statement its own
+    /// snapshot); READ ONLY makes a stray write fail loudly instead of
+    /// committing nothing. A read-only REPEATABLE READ transaction never fails
+    /// to serialize, so callers need no retry.
     pub async fn begin_read(&self) -> StoreResult<Tx> {
         Ok(self.tx(match &self.pool {
-            Pool::Postgres(p) => TxInner::Postgres(p.begin().await?),
+            Pool::Postgres(p) => {
+                TxInner::Postgres(p.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
+            }
             Pool::Sqlite(p) => TxInner::Sqlite(p.begin().await?),
         }))
     }
