@@ -43,6 +43,15 @@ async fn cluster_delete_is_refused_while_tasks_run(backend: Backend) {
     let run = c.post("/v1/clusters/prod/tasks", json!({"task_definition": "web", "queue": true})).await.expect(201);
     let task = run["tasks"][0]["id"].as_str().expect("task id").to_owned();
     assert_eq!(c.get("/v1/clusters/prod").await.expect(200)["active_tasks_count"], 1);
+    c.create_cluster("idle").await;
+    let listed = c.get("/v1/clusters").await.expect(200);
+    let counts: Vec<(&str, i64)> = listed["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| (c["name"].as_str().expect("name"), c["active_tasks_count"].as_i64().expect("count")))
+        .collect();
+    assert_eq!(counts, [("prod", 1), ("idle", 0)], "each cluster counts its own tasks: {listed}");
     let refused = c.delete("/v1/clusters/prod").await.expect_error(409, "ResourceInUse");
     assert!(refused["message"].as_str().expect("message").contains("1 task"), "{refused}");
     c.post(&format!("/v1/clusters/prod/tasks/{task}/stop"), json!({})).await.expect(200);

@@ -142,6 +142,9 @@ async fn managed_and_external_tasks_land_apart(backend: Backend) {
     let listed = s.operator.get("/v1/capacity-pools").await.expect(200);
     let listed = &listed["capacity_pools"][0];
     assert_eq!((listed["name"].as_str(), listed["running_tasks"].as_i64()), (Some("shared"), Some(4)), "{listed}");
+    // Described alone, the pool counts the same tasks: its tenants' MANAGED tasks on its hosts.
+    let described = s.operator.get("/v1/capacity-pools/shared").await.expect(200);
+    assert_eq!(described["running_tasks"].as_i64(), Some(4), "{described}");
 
     // Stopping a MANAGED task gives the pool host its resources back.
     a.post(&format!("/v1/clusters/prod/tasks/{}/stop", ids(&managed)[0]), json!({})).await.expect(200);

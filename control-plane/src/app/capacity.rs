@@ -160,6 +160,7 @@ async fn resolve_pool(tx: &mut Tx, scope: AccountScope, pool: &str) -> AppResult
 
 async fn pool_to_wire(tx: &mut Tx, row: ClusterRow) -> AppResult<CapacityPool> {
     let hosts = store::hosts::of_pool(tx, row.cluster_id()).await?;
+    let running_tasks = store::tasks::count_active_in_pool(tx, row.cluster_id()).await?;
     Ok(CapacityPool {
         id: row.cluster_id(),
         name: row.name,
@@ -170,7 +171,7 @@ async fn pool_to_wire(tx: &mut Tx, row: ClusterRow) -> AppResult<CapacityPool> {
         cpu_used: hosts.iter().map(|h| h.cpu_used).sum(),
         memory_total: hosts.iter().map(|h| h.memory_total - h.memory_reserved).sum(),
         memory_used: hosts.iter().map(|h| h.memory_used).sum(),
-        running_tasks: row.active_tasks_count,
+        running_tasks,
         created_at: row.created_at,
     })
 }

@@ -13,13 +13,15 @@ use crate::auth::policy::{Action, authorize};
 use crate::store::clusters::{ClusterRow, NewCluster};
 use crate::store::{self, AccountScope, StoreError, Tx};
 
-pub(crate) fn to_wire(row: ClusterRow) -> Cluster {
+/// The cluster as the API shows it, with the count of its tasks that are
+/// not STOPPED (read by the caller: resolving a cluster counts nothing).
+pub(crate) fn to_wire(row: ClusterRow, active_tasks_count: i64) -> Cluster {
     Cluster {
         id: row.cluster_id(),
         name: row.name,
         status: ClusterStatus::Active,
         tags: row.tags.0,
-        active_tasks_count: row.active_tasks_count,
+        active_tasks_count,
         created_at: row.created_at,
         updated_at: row.updated_at,
         version: row.version,
@@ -61,7 +63,8 @@ impl App {
                 };
                 store::events::append(tx, scope, "cluster.created", &id.to_string(), json!({"name": req.name}), now)
                     .await?;
-                Ok(to_wire(row))
+                // Created in this transaction, so it has no tasks yet.
+                Ok(to_wire(row, 0))
             })
         })
         .await
@@ -74,18 +77,28 @@ impl App {
         // A key restricted to clusters lists only those.
         let only = principal.clusters.as_deref();
         let rows = store::clusters::list(&mut tx, principal.scope(), only, page.after, page.fetch_limit()).await?;
-        tx.rollback().await?;
         let (rows, next_token) = paging::finish(rows, page.limit, ClusterRow::cluster_id);
-        Ok(ListClustersResponse { clusters: rows.into_iter().map(to_wire).collect(), next_token })
+        let ids: Vec<ClusterId> = rows.iter().map(ClusterRow::cluster_id).collect();
+        let counts = store::tasks::count_active_by_cluster(&mut tx, principal.scope(), &ids).await?;
+        tx.rollback().await?;
+        let clusters = rows
+            .into_iter()
+            .map(|row| {
+                let active = counts.get(&row.cluster_id()).copied().unwrap_or(0);
+                to_wire(row, active)
+            })
+            .collect();
+        Ok(ListClustersResponse { clusters, next_token })
     }
 
     pub async fn get_cluster(&self, principal: &Principal, cluster: &str) -> AppResult<Cluster> {
         authorize(principal, Action::ReadCluster, None)?;
         let mut tx = self.db().begin_read().await?;
         let row = resolve(&mut tx, principal.scope(), cluster).await?;
-        tx.rollback().await?;
         authorize(principal, Action::ReadCluster, Some(&row.name))?;
-        Ok(to_wire(row))
+        let active = store::tasks::count_active_in_cluster(&mut tx, principal.scope(), row.cluster_id()).await?;
+        tx.rollback().await?;
+        Ok(to_wire(row, active))
     }
 
     pub async fn update_cluster(
@@ -107,8 +120,9 @@ impl App {
                 let row = resolve(tx, scope, &cluster).await?;
                 authorize(&principal, Action::UpdateCluster, Some(&row.name))?;
                 check_version("cluster", if_match, row.version)?;
+                let active = store::tasks::count_active_in_cluster(tx, scope, row.cluster_id()).await?;
                 let Some(tags) = req.tags else {
-                    return Ok(to_wire(row));
+                    return Ok(to_wire(row, active));
                 };
                 let now = store::now();
                 if !store::clusters::update_tags(tx, scope, row.cluster_id(), row.version, &tags, now).await? {
@@ -117,7 +131,7 @@ impl App {
                 store::events::append(tx, scope, "cluster.updated", &row.id.to_string(), json!({"tags": tags}), now)
                     .await?;
                 let row = resolve(tx, scope, &row.id.to_string()).await?;
-                Ok(to_wire(row))
+                Ok(to_wire(row, active))
             })
         })
         .await

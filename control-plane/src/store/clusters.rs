@@ -1,7 +1,7 @@
 //! Clusters.
 
 use berth_api::{ClusterId, Tags};
-use sea_query::{Alias, Expr, ExprTrait, Order, Query, SelectStatement};
+use sea_query::{Expr, ExprTrait, Order, Query, SelectStatement};
 use sqlx::FromRow;
 use sqlx::types::Json;
 use time::OffsetDateTime;
@@ -22,8 +22,6 @@ pub struct ClusterRow {
     pub version: i64,
     /// Set for a capacity pool (the operator's, for MANAGED tasks): lower is tried first.
     pub pool_priority: Option<i64>,
-    /// Tasks of the cluster that are not STOPPED.
-    pub active_tasks_count: i64,
 }
 
 impl ClusterRow {
@@ -52,17 +50,12 @@ const COLUMNS: [Clusters; 9] = [
     Clusters::PoolPriority,
 ];
 
-/// Selects clusters with their active task count, limited to the scope.
+/// Selects clusters, limited to the scope. Nothing is counted here: every
+/// call that names a cluster resolves it, and a count of its tasks grows
+/// with the cluster (see `store::tasks::count_active_by_cluster`).
 fn select(scope: AccountScope) -> SelectStatement {
     Query::select()
         .columns(COLUMNS)
-        .expr_as(
-            Expr::cust(
-                "(SELECT COUNT(*) FROM tasks WHERE tasks.cluster_id = clusters.id \
-                 AND tasks.account_id = clusters.account_id AND tasks.last_status <> 'STOPPED')",
-            ),
-            Alias::new("active_tasks_count"),
-        )
         .from(Clusters::Table)
         .and_where(Expr::col(Clusters::AccountId).eq(scope.uuid()))
         .to_owned()
@@ -103,12 +96,6 @@ pub async fn get_by_name(tx: &mut Tx, scope: AccountScope, name: &str) -> StoreR
 pub async fn pools(tx: &mut Tx) -> StoreResult<Vec<ClusterRow>> {
     let stmt = Query::select()
         .columns(COLUMNS)
-        .expr_as(
-            Expr::cust(
-                "(SELECT COUNT(*) FROM tasks WHERE tasks.host_id IN                  (SELECT id FROM hosts WHERE hosts.cluster_id = clusters.id) AND tasks.last_status <> 'STOPPED')",
-            ),
-            Alias::new("active_tasks_count"),
-        )
         .from(Clusters::Table)
         .and_where(Expr::col(Clusters::PoolPriority).is_not_null())
         .order_by(Clusters::PoolPriority, Order::Asc)

@@ -1,5 +1,7 @@
 //! Tasks.
 
+use std::collections::HashMap;
+
 use berth_api::capacity::LaunchType;
 use berth_api::tasks::{ContainerState, DesiredStatus, StopCode, TaskOverrides, TaskStatus};
 use berth_api::{ClusterId, DeploymentId, HostId, ServiceId, Tags, TaskDefinitionId, TaskId};
@@ -9,7 +11,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::schema::Tasks;
+use super::schema::{Hosts, Tasks};
 use super::{AccountScope, StoreError, StoreResult, Tx};
 
 #[derive(Clone, Debug, FromRow)]
@@ -378,6 +380,52 @@ async fn count_active_where(tx: &mut Tx, scope: AccountScope, column: Tasks, val
 /// Tasks of the cluster that are not STOPPED.
 pub async fn count_active_in_cluster(tx: &mut Tx, scope: AccountScope, cluster: ClusterId) -> StoreResult<i64> {
     count_active_where(tx, scope, Tasks::ClusterId, cluster.0).await
+}
+
+/// Tasks not STOPPED per cluster, for the clusters given; a cluster without
+/// any is absent from the map.
+pub async fn count_active_by_cluster(
+    tx: &mut Tx,
+    scope: AccountScope,
+    clusters: &[ClusterId],
+) -> StoreResult<HashMap<ClusterId, i64>> {
+    #[derive(FromRow)]
+    struct Row {
+        cluster_id: Uuid,
+        n: i64,
+    }
+    if clusters.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = Query::select()
+        .column(Tasks::ClusterId)
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(Tasks::ClusterId).is_in(clusters.iter().map(|c| c.0)))
+        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        .group_by_col(Tasks::ClusterId)
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| (ClusterId(r.cluster_id), r.n)).collect())
+}
+
+/// Tasks not STOPPED on a capacity pool's hosts, of every account: a pool's
+/// MANAGED tasks belong to their tenants' clusters, not to the pool.
+pub async fn count_active_in_pool(tx: &mut Tx, pool: ClusterId) -> StoreResult<i64> {
+    let stmt = Query::select()
+        .from(Tasks::Table)
+        .and_where(
+            Expr::col(Tasks::HostId).in_subquery(
+                Query::select()
+                    .column(Hosts::Id)
+                    .from(Hosts::Table)
+                    .and_where(Expr::col(Hosts::ClusterId).eq(pool.0))
+                    .to_owned(),
+            ),
+        )
+        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        .to_owned();
+    tx.count(stmt).await
 }
 
 /// Tasks not STOPPED that use the given task-definition revision.
