@@ -382,6 +382,35 @@ pub async fn count_active_in_cluster(tx: &mut Tx, scope: AccountScope, cluster: 
     count_active_where(tx, scope, Tasks::ClusterId, cluster.0).await
 }
 
+/// The account's tasks not STOPPED, counted per value of `column` among
+/// `values`; a value without any is absent from the map.
+async fn count_active_grouped(
+    tx: &mut Tx,
+    scope: AccountScope,
+    column: Tasks,
+    values: &[Uuid],
+) -> StoreResult<HashMap<Uuid, i64>> {
+    #[derive(FromRow)]
+    struct Row {
+        // Nullable for `host_id`: a queued task has no host (and is never in `values`).
+        value: Option<Uuid>,
+        n: i64,
+    }
+    if values.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let stmt = Query::select()
+        .expr_as(Expr::col(column), Alias::new("value"))
+        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
+        .from(Tasks::Table)
+        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
+        .and_where(Expr::col(column).is_in(values.iter().copied()))
+        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
+        .group_by_col(column)
+        .to_owned();
+    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.value.map(|v| (v, r.n))).collect())
+}
+
 /// Tasks not STOPPED per cluster, for the clusters given; a cluster without
 /// any is absent from the map.
 pub async fn count_active_by_cluster(
@@ -389,24 +418,9 @@ pub async fn count_active_by_cluster(
     scope: AccountScope,
     clusters: &[ClusterId],
 ) -> StoreResult<HashMap<ClusterId, i64>> {
-    #[derive(FromRow)]
-    struct Row {
-        cluster_id: Uuid,
-        n: i64,
-    }
-    if clusters.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let stmt = Query::select()
-        .column(Tasks::ClusterId)
-        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
-        .from(Tasks::Table)
-        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
-        .and_where(Expr::col(Tasks::ClusterId).is_in(clusters.iter().map(|c| c.0)))
-        .and_where(Expr::col(Tasks::LastStatus).ne(TaskStatus::Stopped.as_str()))
-        .group_by_col(Tasks::ClusterId)
-        .to_owned();
-    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| (ClusterId(r.cluster_id), r.n)).collect())
+    let ids: Vec<Uuid> = clusters.iter().map(|c| c.0).collect();
+    let counts = count_active_grouped(tx, scope, Tasks::ClusterId, &ids).await?;
+    Ok(counts.into_iter().map(|(id, n)| (ClusterId(id), n)).collect())
 }
 
 /// Tasks not STOPPED on a capacity pool's hosts, of every account: a pool's
@@ -547,25 +561,8 @@ pub async fn account_counts_by_host(
     tx: &mut Tx,
     scope: AccountScope,
     hosts: &[Uuid],
-) -> StoreResult<std::collections::HashMap<uuid::Uuid, i64>> {
-    #[derive(FromRow)]
-    struct Row {
-        host_id: Option<uuid::Uuid>,
-        n: i64,
-    }
-    if hosts.is_empty() {
-        return Ok(Default::default());
-    }
-    let stmt = Query::select()
-        .column(Tasks::HostId)
-        .expr_as(Expr::cust("COUNT(*)"), Alias::new("n"))
-        .from(Tasks::Table)
-        .and_where(Expr::col(Tasks::AccountId).eq(scope.uuid()))
-        .and_where(Expr::col(Tasks::HostId).is_in(hosts.iter().copied()))
-        .and_where(Expr::cust("last_status <> 'STOPPED'"))
-        .group_by_col(Tasks::HostId)
-        .to_owned();
-    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().filter_map(|r| r.host_id.map(|h| (h, r.n))).collect())
+) -> StoreResult<HashMap<Uuid, i64>> {
+    count_active_grouped(tx, scope, Tasks::HostId, hosts).await
 }
 
 /// Accounts with MANAGED tasks waiting for capacity.
