@@ -85,6 +85,12 @@ pub const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../../migrations/postgres/0012_managed_capacity.sql"),
         include_str!("../../../migrations/sqlite/0012_managed_capacity.sql"),
     ),
+    (
+        13,
+        "hot_path_foreign_keys",
+        include_str!("../../../migrations/postgres/0013_hot_path_foreign_keys.sql"),
+        include_str!("../../../migrations/sqlite/0013_hot_path_foreign_keys.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows.
