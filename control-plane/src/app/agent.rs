@@ -12,7 +12,7 @@ use berth_api::agent::{
 use berth_api::capacity::LaunchType;
 use berth_api::hosts::HostStatus;
 use berth_api::quotas::QuotaName;
-use berth_api::task_definitions::{NetworkMode, RegisterTaskDefinitionRequest};
+use berth_api::task_definitions::NetworkMode;
 use berth_api::tasks::{DesiredStatus, StopCode, TaskStatus};
 use berth_api::{HostId, TaskId};
 use serde_json::json;
@@ -77,23 +77,15 @@ fn own_host(host: &HostPrincipal, host_ref: &str) -> AppResult<()> {
 /// What the agent needs to run a task: its containers with the run's
 /// overrides applied, and which host port each mapping got.
 async fn agent_task(
-    tx: &mut Tx,
+    reader: &mut impl store::Reader,
     keyring: &crate::auth::keyring::Keyring,
+    definitions: &super::definition_cache::DefinitionCache,
     row: &TaskRow,
-    definitions: &mut HashMap<uuid::Uuid, RegisterTaskDefinitionRequest>,
 ) -> AppResult<AgentTask> {
     // A shared host's tasks belong to many accounts: each is read in its own.
     let scope = AccountScope::new(berth_api::AccountId(row.account_id));
     let launch_type = row.launch_type()?;
-    let def = match definitions.entry(row.task_definition_id) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => {
-            let td = store::task_definitions::get_by_id(tx, scope, berth_api::TaskDefinitionId(row.task_definition_id))
-                .await?
-                .ok_or_else(|| AppError::Internal(format!("task {} lost its definition", row.id)))?;
-            e.insert(td.definition.0)
-        }
-    };
+    let def = definitions.get(reader, scope, row.task_definition_id).await?;
     let mut containers = super::tasks::apply_overrides(&def.container_definitions, &row.overrides.0)?;
     // The group's restart policy, on every container without its own.
     if let Some(policy) = &def.restart_policy {
@@ -125,7 +117,7 @@ async fn agent_task(
             });
         }
     }
-    let registry_credentials = super::registry_credentials::for_containers(tx, scope, keyring, &containers).await?;
+    let registry_credentials = super::registry_credentials::for_containers(reader, scope, keyring, &containers).await?;
     Ok(AgentTask {
         task_id: row.task_id(),
         task_definition: format!("{}:{}", row.family, row.revision),
@@ -289,14 +281,13 @@ impl App {
                 });
             }
             // The tasks behind the changes are read after the changes
-            // themselves: a change is committed with its task, and a task
-            // removed since is skipped below.
-            let mut tx = self.db().begin_read().await?;
+            // themselves, in a statement of their own: a change is committed
+            // with its task, and a task removed since is skipped below.
+            let mut db = self.db();
             let mut assignments = Vec::with_capacity(rows.len());
             let ids: Vec<TaskId> = rows.iter().map(|a| TaskId(a.task_id)).collect();
             let tasks: HashMap<uuid::Uuid, TaskRow> =
-                store::tasks::on_host(&mut tx, host.host_id, &ids).await?.into_iter().map(|t| (t.id, t)).collect();
-            let mut definitions = HashMap::new();
+                store::tasks::on_host(&mut db, host.host_id, &ids).await?.into_iter().map(|t| (t.id, t)).collect();
             for a in &rows {
                 // A task past its retention is gone; its change is skipped, and the cursor moves past it.
                 let Some(task) = tasks.get(&a.task_id) else {
@@ -307,10 +298,9 @@ impl App {
                     task_id: TaskId(a.task_id),
                     desired_status: DesiredStatus::parse(&a.desired_status)
                         .ok_or_else(|| AppError::Internal("bad desired status".into()))?,
-                    task: agent_task(&mut tx, &self.auth().keyring, task, &mut definitions).await?,
+                    task: agent_task(&mut db, &self.auth().keyring, self.definitions(), task).await?,
                 });
             }
-            tx.rollback().await?;
             let cursor = rows.last().map_or(after, |a| a.seq);
             Ok(Some(AssignmentsResponse { assignments, cursor }))
         };

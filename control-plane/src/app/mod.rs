@@ -7,6 +7,7 @@ pub mod agent;
 pub mod audit;
 pub mod capacity;
 pub mod clusters;
+mod definition_cache;
 mod error;
 pub mod events;
 pub mod hosts;
@@ -88,6 +89,8 @@ struct Inner {
     shutting_down: tokio::sync::watch::Sender<bool>,
     /// RunTask calls waiting for their cluster's next transaction.
     run_task_batches: run_task_batches::RunTaskBatches,
+    /// Task definition revisions read by assignment polls (they never change).
+    definitions: definition_cache::DefinitionCache,
 }
 
 /// A client's idempotency key together with a fingerprint of the request it
@@ -179,6 +182,7 @@ impl App {
                 key_use: Default::default(),
                 shutting_down: tokio::sync::watch::Sender::new(false),
                 run_task_batches: Default::default(),
+                definitions: Default::default(),
             }),
         }
     }
@@ -238,6 +242,10 @@ impl App {
                 tracing::warn!(error = %e, "could not record an access key's last use");
             }
         });
+    }
+
+    pub(crate) fn definitions(&self) -> &definition_cache::DefinitionCache {
+        &self.inner.definitions
     }
 
     pub(crate) fn run_task_batches(&self) -> &run_task_batches::RunTaskBatches {

@@ -150,7 +150,7 @@ pub(crate) async fn check_named(tx: &mut Tx, scope: AccountScope, containers: &[
 /// agent. One deleted since the definition was registered is left out: the
 /// pull then fails with the registry's refusal.
 pub(crate) async fn for_containers(
-    tx: &mut Tx,
+    tx: &mut impl store::Reader,
     scope: AccountScope,
     keyring: &Keyring,
     containers: &[ContainerDefinition],

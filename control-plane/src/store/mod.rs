@@ -307,6 +307,50 @@ impl Db {
 pub trait Row: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
 impl<T> Row for T where T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin {}
 
+/// Where a read runs: inside a transaction ([`Tx`]), or alone on the pool
+/// (`&Db`), for a hot read that needs no snapshot shared with another.
+pub trait Reader: Send {
+    fn fetch_optional<T: Row, S: SqlxBinder + Sync>(
+        &mut self,
+        stmt: &S,
+    ) -> impl Future<Output = StoreResult<Option<T>>> + Send;
+
+    fn fetch_all<T: Row, S: SqlxBinder + Sync>(&mut self, stmt: &S)
+    -> impl Future<Output = StoreResult<Vec<T>>> + Send;
+}
+
+impl Reader for Tx {
+    fn fetch_optional<T: Row, S: SqlxBinder + Sync>(
+        &mut self,
+        stmt: &S,
+    ) -> impl Future<Output = StoreResult<Option<T>>> + Send {
+        Tx::fetch_optional(self, stmt)
+    }
+
+    fn fetch_all<T: Row, S: SqlxBinder + Sync>(
+        &mut self,
+        stmt: &S,
+    ) -> impl Future<Output = StoreResult<Vec<T>>> + Send {
+        Tx::fetch_all(self, stmt)
+    }
+}
+
+impl Reader for &Db {
+    fn fetch_optional<T: Row, S: SqlxBinder + Sync>(
+        &mut self,
+        stmt: &S,
+    ) -> impl Future<Output = StoreResult<Option<T>>> + Send {
+        Db::fetch_optional(self, stmt)
+    }
+
+    fn fetch_all<T: Row, S: SqlxBinder + Sync>(
+        &mut self,
+        stmt: &S,
+    ) -> impl Future<Output = StoreResult<Vec<T>>> + Send {
+        Db::fetch_all(self, stmt)
+    }
+}
+
 /// An open transaction on either backend. Dropping it rolls back.
 pub struct Tx {
     inner: TxInner,

@@ -69,7 +69,11 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn get(tx: &mut Tx, scope: AccountScope, name: &str) -> StoreResult<Option<RegistryCredentialRow>> {
+pub async fn get(
+    tx: &mut impl super::Reader,
+    scope: AccountScope,
+    name: &str,
+) -> StoreResult<Option<RegistryCredentialRow>> {
     tx.fetch_optional(&select(scope).and_where(Expr::col(Rc::Name).eq(name)).to_owned()).await
 }
 

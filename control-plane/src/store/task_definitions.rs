@@ -140,7 +140,7 @@ pub async fn get_revision(
 }
 
 pub async fn get_by_id(
-    tx: &mut Tx,
+    tx: &mut impl super::Reader,
     scope: AccountScope,
     id: TaskDefinitionId,
 ) -> StoreResult<Option<TaskDefinitionRow>> {

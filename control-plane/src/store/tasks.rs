@@ -533,7 +533,7 @@ pub async fn get_many(tx: &mut Tx, scope: AccountScope, ids: &[TaskId]) -> Store
 
 /// Tasks placed on a host, by id, of whatever account (the agent's view:
 /// what its host was given); missing ones are left out.
-pub async fn on_host(tx: &mut Tx, host: HostId, ids: &[TaskId]) -> StoreResult<Vec<TaskRow>> {
+pub async fn on_host(tx: &mut impl super::Reader, host: HostId, ids: &[TaskId]) -> StoreResult<Vec<TaskRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
