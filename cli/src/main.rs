@@ -9,6 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The server and the agents allocate on every request from both of tokio's
+/// worker threads; glibc's allocator spent about a quarter of the server's CPU
+/// in the end-to-end RunTask benchmark (BENCHMARKS.md), mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "berth", version, about = "Berth: a self-hostable container orchestration control plane")]
 struct Cli {
