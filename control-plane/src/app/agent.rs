@@ -589,9 +589,10 @@ impl App {
         ledger.give_back(&[(QuotaName::PendingTasks, 1)], 1);
         ledger.save(&mut tx, scope).await?;
         let now = store::now();
-        if !store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &used, now).await? {
+        let Some(sequence_end) = store::hosts::reserve(&mut tx, row, needs.cpu, needs.memory, &used, 1, now).await?
+        else {
             return Ok(Queued::NoRoom);
-        }
+        };
         let decision = berth_api::hosts::PlacementDecision {
             host_id: p.host,
             strategy: asked.strategy.clone(),
@@ -605,7 +606,8 @@ impl App {
         {
             return Ok(Queued::Gone);
         }
-        store::assignments::append(&mut tx, scope, p.host, task.task_id(), DesiredStatus::Running, now).await?;
+        let change = std::collections::BTreeMap::from([(p.host, vec![(task.task_id(), DesiredStatus::Running)])]);
+        store::assignments::insert_numbered(&mut tx, scope, &change, &[sequence_end], now).await?;
         store::events::append(
             &mut tx,
             scope,

@@ -293,17 +293,19 @@ pub(crate) async fn launch_in_tx(
     }
     ledger.save(tx, scope).await?;
 
-    // Reserve per host in one conditional update each: all or nothing per host.
-    let mut per_host: std::collections::BTreeMap<usize, (u32, u32, Vec<u16>)> = Default::default();
+    // Reserve every host in one conditional update, all or nothing, which
+    // also numbers each host's new assignments.
+    let mut per_host: std::collections::BTreeMap<usize, (u32, u32, Vec<u16>, u32)> = Default::default();
     for p in admitted.iter().filter_map(|o| o.as_ref().ok()) {
-        let e = per_host.entry(p.host_index).or_insert((0, 0, Vec::new()));
+        let e = per_host.entry(p.host_index).or_insert((0, 0, Vec::new(), 0));
         e.0 += needs.cpu;
         e.1 += needs.memory;
         e.2.extend(needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()));
+        e.3 += 1;
     }
     let port_lists: Vec<Vec<u16>> = per_host
         .iter()
-        .map(|(index, (_, _, ports))| {
+        .map(|(index, (_, _, ports, _))| {
             let mut used = host_rows[*index].ports_used.0.clone();
             used.extend(ports);
             used.sort_unstable();
@@ -314,16 +316,17 @@ pub(crate) async fn launch_in_tx(
     let reservations: Vec<store::hosts::Reservation<'_>> = per_host
         .iter()
         .zip(&port_lists)
-        .map(|((index, (cpu, memory, _)), used)| store::hosts::Reservation {
+        .map(|((index, (cpu, memory, _, assignments)), used)| store::hosts::Reservation {
             host: &host_rows[*index],
             cpu: *cpu,
             memory: *memory,
             ports_used: used,
+            assignments: *assignments,
         })
         .collect();
-    if !store::hosts::reserve_many(tx, &reservations, now).await? {
+    let Some(sequence_ends) = store::hosts::reserve_many(tx, &reservations, now).await? else {
         return Err(AppError::Contention);
-    }
+    };
 
     let spec_record = store::tasks::PlacementSpec { strategy: strategy.to_vec(), constraints: constraints.to_vec() };
     let decisions: Vec<Option<(HostId, PlacementDecision, Vec<u16>)>> = admitted
@@ -379,7 +382,7 @@ pub(crate) async fn launch_in_tx(
             by_host.entry(*host).or_default().push((*id, DesiredStatus::Running));
         }
     }
-    store::assignments::append_for_hosts(tx, scope, &by_host, now).await?;
+    store::assignments::insert_numbered(tx, scope, &by_host, &sequence_ends, now).await?;
     let events = ids
         .iter()
         .zip(&decisions)
@@ -399,15 +402,19 @@ pub(crate) async fn launch_in_tx(
     store::events::append_many(tx, scope, events, now).await?;
 
     // The rows as the reservation left them (the update bumps each version).
-    for ((index, (cpu, memory, _)), used) in per_host.iter().zip(port_lists) {
+    let ends: std::collections::HashMap<uuid::Uuid, i64> =
+        sequence_ends.iter().map(|end| (end.id, end.assignment_seq)).collect();
+    for ((index, (cpu, memory, _, placed)), used) in per_host.iter().zip(port_lists) {
         let row = &mut host_rows[*index];
         row.cpu_used += i64::from(*cpu);
         row.memory_used += i64::from(*memory);
         row.ports_used = sqlx::types::Json(used);
         row.version += 1;
+        if let Some(end) = ends.get(&row.id) {
+            row.assignment_seq = *end;
+        }
         if let Some(c) = counts.as_mut() {
-            *c.entry(row.id).or_default() +=
-                admitted.iter().filter(|o| o.as_ref().is_ok_and(|p| p.host_index == *index)).count() as i64;
+            *c.entry(row.id).or_default() += i64::from(*placed);
         }
     }
     give_back(view, host_rows, counts);

@@ -3,6 +3,8 @@
 //! stop), with the next number of the host's own sequence, so an agent that
 //! resumes from its cursor misses nothing and sees no change twice.
 
+use std::collections::BTreeMap;
+
 use berth_api::tasks::DesiredStatus;
 use berth_api::{HostId, TaskId};
 use sea_query::{Expr, ExprTrait, Order, Query};
@@ -10,6 +12,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::hosts::SequenceEnd;
 use super::schema::{HostAssignments, Hosts};
 use super::{AccountScope, StoreResult, Tx};
 
@@ -29,7 +32,7 @@ pub async fn append(
     desired: DesiredStatus,
     now: OffsetDateTime,
 ) -> StoreResult<()> {
-    let changes = std::collections::BTreeMap::from([(host, vec![(task, desired)])]);
+    let changes = BTreeMap::from([(host, vec![(task, desired)])]);
     append_for_hosts(tx, scope, &changes, now).await
 }
 
@@ -38,14 +41,9 @@ pub async fn append(
 pub async fn append_for_hosts(
     tx: &mut Tx,
     scope: AccountScope,
-    changes: &std::collections::BTreeMap<HostId, Vec<(TaskId, DesiredStatus)>>,
+    changes: &BTreeMap<HostId, Vec<(TaskId, DesiredStatus)>>,
     now: OffsetDateTime,
 ) -> StoreResult<()> {
-    #[derive(FromRow)]
-    struct Seq {
-        id: uuid::Uuid,
-        assignment_seq: i64,
-    }
     if changes.is_empty() {
         return Ok(());
     }
@@ -62,9 +60,25 @@ pub async fn append_for_hosts(
         .cond_where(super::hosts::usable_by(scope))
         .returning(Query::returning().columns([Hosts::Id, Hosts::AssignmentSeq]))
         .to_owned();
-    let ends: Vec<Seq> = tx.fetch_all(&stmt).await?;
+    let ends: Vec<SequenceEnd> = tx.fetch_all(&stmt).await?;
+    insert_numbered(tx, scope, changes, &ends, now).await
+}
+
+/// Inserts changes whose numbers were already taken from their hosts'
+/// sequences (by [`super::hosts::reserve_many`] or [`append_for_hosts`]):
+/// each host's changes end at its `ends` entry.
+pub async fn insert_numbered(
+    tx: &mut Tx,
+    scope: AccountScope,
+    changes: &BTreeMap<HostId, Vec<(TaskId, DesiredStatus)>>,
+    ends: &[SequenceEnd],
+    now: OffsetDateTime,
+) -> StoreResult<()> {
     if ends.len() != changes.len() {
         return Err(super::StoreError::Corrupt("an assigned host is missing".into()));
+    }
+    if changes.is_empty() {
+        return Ok(());
     }
     let mut insert = Query::insert()
         .into_table(HostAssignments::Table)
@@ -77,8 +91,10 @@ pub async fn append_for_hosts(
             HostAssignments::CreatedAt,
         ])
         .to_owned();
-    for end in &ends {
-        let list = &changes[&HostId(end.id)];
+    for end in ends {
+        let Some(list) = changes.get(&HostId(end.id)) else {
+            return Err(super::StoreError::Corrupt("a numbered host has no changes".into()));
+        };
         let n = i64::try_from(list.len()).unwrap_or(i64::MAX);
         for (i, (task, desired)) in (0i64..).zip(list) {
             insert.values_panic([

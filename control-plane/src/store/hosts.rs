@@ -269,32 +269,53 @@ pub async fn for_placement(tx: &mut Tx, scope: AccountScope, cluster: ClusterId)
 }
 
 /// Takes resources and ports on a host, only if the host is still at the
-/// version placement read and the resources still fit. Returns false on a
-/// conflict: the caller re-reads and places again.
+/// version placement read and the resources still fit, and numbers
+/// `assignments` changes on its stream. Returns `None` on a conflict: the
+/// caller re-reads and places again.
 pub async fn reserve(
     tx: &mut Tx,
     host: &HostRow,
     cpu: u32,
     memory: u32,
     ports_used: &[u16],
+    assignments: u32,
     now: OffsetDateTime,
-) -> StoreResult<bool> {
-    reserve_many(tx, &[Reservation { host, cpu, memory, ports_used }], now).await
+) -> StoreResult<Option<SequenceEnd>> {
+    let reserved = reserve_many(tx, &[Reservation { host, cpu, memory, ports_used, assignments }], now).await?;
+    Ok(reserved.and_then(|ends| ends.into_iter().next()))
 }
 
-/// What one host gives a placement: CPU, memory, and its port list afterwards.
+/// What one host gives a placement: CPU, memory, its port list afterwards,
+/// and how many changes the placement appends to its assignment stream.
 pub struct Reservation<'a> {
     pub host: &'a HostRow,
     pub cpu: u32,
     pub memory: u32,
     pub ports_used: &'a [u16],
+    pub assignments: u32,
+}
+
+/// Where a host's assignment sequence ends once changes were numbered on it:
+/// they take the numbers up to and including `assignment_seq`.
+#[derive(Clone, Copy, Debug, FromRow)]
+pub struct SequenceEnd {
+    pub id: Uuid,
+    pub assignment_seq: i64,
 }
 
 /// [`reserve`] for several hosts in one statement: all or nothing. Returns
-/// false when any host changed since placement read it (the caller's
+/// `None` when any host changed since placement read it (the caller's
 /// transaction must then roll back and place again).
-pub async fn reserve_many(tx: &mut Tx, reservations: &[Reservation<'_>], now: OffsetDateTime) -> StoreResult<bool> {
-    let Some(first) = reservations.first() else { return Ok(true) };
+///
+/// The assignment sequence moves in the same statement as the resources
+/// because a second `UPDATE` of a row this transaction already updated makes
+/// PostgreSQL check the row's foreign keys again (`RI_FKey_fk_upd_check_required`).
+pub async fn reserve_many(
+    tx: &mut Tx,
+    reservations: &[Reservation<'_>],
+    now: OffsetDateTime,
+) -> StoreResult<Option<Vec<SequenceEnd>>> {
+    let Some(first) = reservations.first() else { return Ok(Some(Vec::new())) };
     let by_id = |value: &dyn Fn(&Reservation<'_>) -> sea_query::Expr, otherwise: sea_query::Expr| {
         let mut case = sea_query::CaseStatement::new();
         for r in reservations {
@@ -307,11 +328,13 @@ pub async fn reserve_many(tx: &mut Tx, reservations: &[Reservation<'_>], now: Of
     let memory = by_id(&|r| Expr::val(i64::from(r.memory)), Expr::val(0i64));
     let ports = by_id(&|r| Expr::val(serde_json::json!(r.ports_used)), Expr::col(Hosts::PortsUsed));
     let version = by_id(&|r| Expr::val(r.host.version), Expr::val(-1i64));
+    let numbered = by_id(&|r| Expr::val(i64::from(r.assignments)), Expr::val(0i64));
     let stmt = Query::update()
         .table(Hosts::Table)
         .value(Hosts::CpuUsed, Expr::col(Hosts::CpuUsed).add(cpu.clone()))
         .value(Hosts::MemoryUsed, Expr::col(Hosts::MemoryUsed).add(memory.clone()))
         .value(Hosts::PortsUsed, ports)
+        .value(Hosts::AssignmentSeq, Expr::col(Hosts::AssignmentSeq).add(numbered))
         .value(Hosts::UpdatedAt, now)
         .value(Hosts::Version, Expr::col(Hosts::Version).add(1))
         .and_where(Expr::col(Hosts::Id).is_in(reservations.iter().map(|r| r.host.id)))
@@ -326,8 +349,10 @@ pub async fn reserve_many(tx: &mut Tx, reservations: &[Reservation<'_>], now: Of
                 .add(memory)
                 .lte(Expr::col(Hosts::MemoryTotal).sub(Expr::col(Hosts::MemoryReserved))),
         )
+        .returning(Query::returning().columns([Hosts::Id, Hosts::AssignmentSeq]))
         .to_owned();
-    Ok(tx.execute(&stmt).await? == reservations.len() as u64)
+    let ends: Vec<SequenceEnd> = tx.fetch_all(&stmt).await?;
+    Ok((ends.len() == reservations.len()).then_some(ends))
 }
 
 /// Gives back what a stopped task held. Retries on a concurrent change of the
