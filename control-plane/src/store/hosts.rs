@@ -470,7 +470,7 @@ pub struct LogsEndpointRow {
 }
 
 pub async fn heartbeat(
-    tx: &mut Tx,
+    db: &super::Db,
     id: HostId,
     now: OffsetDateTime,
     logs: Option<&LogsEndpointRow>,
@@ -493,7 +493,7 @@ pub async fn heartbeat(
         .and_where(Expr::col(Hosts::Status).ne("DEREGISTERED"))
         .returning_col(Hosts::Status)
         .to_owned();
-    Ok(tx.fetch_optional::<Status, _>(&stmt).await?.map(|s| s.status))
+    Ok(db.fetch_optional::<Status, _>(&stmt).await?.map(|s| s.status))
 }
 
 /// The host's logs endpoint, if its agent sent one.

@@ -233,8 +233,9 @@ impl Db {
         }))
     }
 
-    /// Runs one read statement on its own, outside a transaction: for hot
-    /// paths (authentication) where BEGIN and ROLLBACK would double the round trips.
+    /// Runs one statement on its own, outside a transaction: for hot paths
+    /// (authentication, heartbeats) where BEGIN and ROLLBACK would double the
+    /// round trips. A write with RETURNING commits by itself, atomically.
     pub async fn fetch_optional<T: Row, S: SqlxBinder>(&self, stmt: &S) -> StoreResult<Option<T>> {
         Ok(match &self.pool {
             Pool::Postgres(p) => {

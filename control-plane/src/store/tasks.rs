@@ -294,7 +294,7 @@ pub async fn count_by_status(tx: &mut Tx, scope: AccountScope, cluster: ClusterI
 
 /// Ids of the tasks not STOPPED on a host, of whatever account: a shared
 /// host's agent runs many accounts' tasks, and only its own host's.
-pub async fn live_on_host(tx: &mut Tx, host: HostId) -> StoreResult<Vec<TaskId>> {
+pub async fn live_on_host(reader: &mut impl super::Reader, host: HostId) -> StoreResult<Vec<TaskId>> {
     #[derive(FromRow)]
     struct Row {
         id: Uuid,
@@ -305,7 +305,7 @@ pub async fn live_on_host(tx: &mut Tx, host: HostId) -> StoreResult<Vec<TaskId>>
         .and_where(Expr::col(Tasks::HostId).eq(host.0))
         .and_where(Expr::col(Tasks::LastStatus).ne("STOPPED"))
         .to_owned();
-    Ok(tx.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| TaskId(r.id)).collect())
+    Ok(reader.fetch_all::<Row, _>(&stmt).await?.into_iter().map(|r| TaskId(r.id)).collect())
 }
 
 /// Tasks not STOPPED on a host.
@@ -638,7 +638,7 @@ pub async fn assign_queued(
 /// Records what the host's tasks use, from one heartbeat: one statement for
 /// all of them, and only tasks on that host that are not STOPPED.
 pub async fn record_usage(
-    tx: &mut Tx,
+    db: &super::Db,
     host: HostId,
     usage: &[(TaskId, berth_api::tasks::TaskUsage)],
 ) -> StoreResult<()> {
@@ -657,7 +657,7 @@ pub async fn record_usage(
         .and_where(Expr::col(Tasks::Id).is_in(usage.iter().map(|(id, _)| id.0)))
         .and_where(Expr::col(Tasks::LastStatus).ne("STOPPED"))
         .to_owned();
-    tx.execute(&stmt).await?;
+    db.execute_alone(&stmt).await?;
     Ok(())
 }
 
