@@ -143,11 +143,21 @@ pub(crate) struct Launched {
     pub quota_refusal: Option<QuotaExceeded>,
 }
 
+/// What one RunTask call takes from one host: resources, the host's port
+/// list once the call's ports are added, and how many tasks it places there.
+#[derive(Default)]
+struct HostShare {
+    cpu: u32,
+    memory: u32,
+    ports_used: Vec<u16>,
+    tasks: u32,
+}
+
 /// Places and starts tasks inside the caller's transaction (which holds the
 /// cluster's placement lock): quotas first (ECS's rule for count > 1: what
 /// fits starts, the rest are failures), in plan order; then one conditional
-/// reservation per host, so a host changed since it was read makes the
-/// whole transaction fail with `Contention` and plan again.
+/// reservation of all the hosts at once, so a host changed since it was read
+/// makes the whole transaction fail with `Contention` and plan again.
 pub(crate) async fn launch_in_tx(
     tx: &mut Tx,
     scope: AccountScope,
@@ -295,33 +305,29 @@ pub(crate) async fn launch_in_tx(
 
     // Reserve every host in one conditional update, all or nothing, which
     // also numbers each host's new assignments.
-    let mut per_host: std::collections::BTreeMap<usize, (u32, u32, Vec<u16>, u32)> = Default::default();
+    let mut per_host: std::collections::BTreeMap<usize, HostShare> = Default::default();
     for p in admitted.iter().filter_map(|o| o.as_ref().ok()) {
-        let e = per_host.entry(p.host_index).or_insert((0, 0, Vec::new(), 0));
-        e.0 += needs.cpu;
-        e.1 += needs.memory;
-        e.2.extend(needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()));
-        e.3 += 1;
+        let share = per_host.entry(p.host_index).or_insert_with(|| HostShare {
+            ports_used: host_rows[p.host_index].ports_used.0.clone(),
+            ..Default::default()
+        });
+        share.cpu += needs.cpu;
+        share.memory += needs.memory;
+        share.ports_used.extend(needs.static_ports.iter().copied().chain(p.dynamic_ports.iter().copied()));
+        share.tasks += 1;
     }
-    let port_lists: Vec<Vec<u16>> = per_host
-        .iter()
-        .map(|(index, (_, _, ports, _))| {
-            let mut used = host_rows[*index].ports_used.0.clone();
-            used.extend(ports);
-            used.sort_unstable();
-            used.dedup();
-            used
-        })
-        .collect();
+    for share in per_host.values_mut() {
+        share.ports_used.sort_unstable();
+        share.ports_used.dedup();
+    }
     let reservations: Vec<store::hosts::Reservation<'_>> = per_host
         .iter()
-        .zip(&port_lists)
-        .map(|((index, (cpu, memory, _, assignments)), used)| store::hosts::Reservation {
+        .map(|(index, share)| store::hosts::Reservation {
             host: &host_rows[*index],
-            cpu: *cpu,
-            memory: *memory,
-            ports_used: used,
-            assignments: *assignments,
+            cpu: share.cpu,
+            memory: share.memory,
+            ports_used: &share.ports_used,
+            assignments: share.tasks,
         })
         .collect();
     let Some(sequence_ends) = store::hosts::reserve_many(tx, &reservations, now).await? else {
@@ -404,17 +410,17 @@ pub(crate) async fn launch_in_tx(
     // The rows as the reservation left them (the update bumps each version).
     let ends: std::collections::HashMap<uuid::Uuid, i64> =
         sequence_ends.iter().map(|end| (end.id, end.assignment_seq)).collect();
-    for ((index, (cpu, memory, _, placed)), used) in per_host.iter().zip(port_lists) {
-        let row = &mut host_rows[*index];
-        row.cpu_used += i64::from(*cpu);
-        row.memory_used += i64::from(*memory);
-        row.ports_used = sqlx::types::Json(used);
+    for (index, share) in per_host {
+        let row = &mut host_rows[index];
+        row.cpu_used += i64::from(share.cpu);
+        row.memory_used += i64::from(share.memory);
+        row.ports_used = sqlx::types::Json(share.ports_used);
         row.version += 1;
         if let Some(end) = ends.get(&row.id) {
             row.assignment_seq = *end;
         }
         if let Some(c) = counts.as_mut() {
-            *c.entry(row.id).or_default() += i64::from(*placed);
+            *c.entry(row.id).or_default() += i64::from(share.tasks);
         }
     }
     give_back(view, host_rows, counts);
